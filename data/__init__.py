@@ -1,0 +1,1 @@
+"""Bundled data (installed as ``numbaconc_data``): the four MNIST IDX files."""

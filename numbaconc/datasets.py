@@ -1,0 +1,431 @@
+"""Datasets as HDF5: import from IDX / npz / npy, open as read-only memmaps.
+
+One layout for every dataset::
+
+    /train/x   (n, d)  uint8 (pixels) or float32 in [0, 1]
+    /train/y   (n,)    int64            (optional)
+    /test/x    (m, d)
+    /test/y    (m,)                     (optional)
+    attrs: name, image_shape, scale, checksum, source, format_version
+
+``x`` is written contiguous and uncompressed, so ``open_dataset`` can map it
+with ``np.memmap`` (zero copy, read-only). A user's chunked or compressed file
+still works: ``x`` is then the ``h5py.Dataset`` itself, read in row blocks.
+Distances are computed in storage units (pixel levels for uint8); ``scale``
+converts them to [0, 1] units (1/255 for uint8 pixels, 1 for float data).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import NumbaconcError
+
+FORMAT_VERSION = 1
+BUNDLED = ("mnist",)
+KINDS = ("mnist", "fashion-mnist", "cifar10", "npz", "npy")
+_IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte.gz",
+    "train_y": "train-labels-idx1-ubyte.gz",
+    "test_x": "t10k-images-idx3-ubyte.gz",
+    "test_y": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+# --------------------------------------------------------------------- paths
+
+
+def cache_dir() -> Path:
+    """Where imported bundled data and neighbour caches live.
+
+    ``$NUMBACONC_CACHE`` if set, else ``$XDG_CACHE_HOME/numbaconc``, else
+    ``~/.cache/numbaconc``.
+    """
+    env = os.environ.get("NUMBACONC_CACHE")
+    if env:
+        path = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "numbaconc"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def bundled_source(name: str) -> Path:
+    """Folder of the IDX files shipped with the package (``data/`` in the repo)."""
+    root = Path(str(resources.files("numbaconc_data")))
+    folder = root / name
+    if not folder.is_dir():
+        raise NumbaconcError(f"bundled dataset {name!r} not found under {root}")
+    return folder
+
+
+@contextmanager
+def atomic_path(out: Path | str):
+    """Yield a temporary path beside ``out``; rename it to ``out`` on success.
+
+    On any error the temporary file is removed, so a failed or interrupted
+    write never leaves a half-written output under the final name.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def file_sha256(paths) -> str:
+    """SHA-256 over the bytes of ``paths`` in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ readers
+
+
+def read_idx(path: Path | str, expect_magic: int) -> np.ndarray:
+    """Read one gzip IDX file (uint8 payload), checking header and size."""
+    path = Path(path)
+    if not path.is_file():
+        raise NumbaconcError(f"{path}: file not found")
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise NumbaconcError(f"{path}: not a readable gzip file ({exc})") from None
+    if len(raw) < 8:
+        raise NumbaconcError(f"{path}: truncated IDX header")
+    magic = struct.unpack(">i", raw[:4])[0]
+    if magic != expect_magic:
+        raise NumbaconcError(f"{path}: wrong IDX magic number {magic} (expected {expect_magic})")
+    ndim = magic & 0xFF
+    if magic >> 8 != 0x08:
+        raise NumbaconcError(f"{path}: IDX payload is not unsigned bytes")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise NumbaconcError(f"{path}: truncated IDX header")
+    dims = struct.unpack(">" + "i" * ndim, raw[4:header])
+    size = int(np.prod(dims))
+    if len(raw) - header < size:
+        raise NumbaconcError(f"{path}: truncated: {len(raw) - header} payload bytes, expected {size}")
+    if len(raw) - header > size:
+        raise NumbaconcError(f"{path}: {len(raw) - header - size} unexpected trailing bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _load_idx_folder(src: Path) -> dict:
+    src = Path(src)
+    if not src.is_dir():
+        raise NumbaconcError(f"{src}: not a folder of IDX files")
+    arrays = {}
+    for key, fname in _IDX_FILES.items():
+        arrays[key] = read_idx(src / fname, 2051 if key.endswith("_x") else 2049)
+    for split in ("train", "test"):
+        nx, ny = len(arrays[f"{split}_x"]), len(arrays[f"{split}_y"])
+        if nx != ny:
+            raise NumbaconcError(f"{src}: {split} has {nx} images but {ny} labels")
+    shape = tuple(int(s) for s in arrays["train_x"].shape[1:])
+    if tuple(arrays["test_x"].shape[1:]) != shape:
+        raise NumbaconcError(f"{src}: train and test images differ in shape")
+    checksum = file_sha256([src / _IDX_FILES[k] for k in ("train_x", "train_y", "test_x", "test_y")])
+    return dict(arrays=arrays, image_shape=shape, checksum=checksum)
+
+
+def _check_images(x: np.ndarray, where: str) -> np.ndarray:
+    """Flatten to (n, d); accept uint8, or float in [0, 1] stored as float32."""
+    if x.ndim < 2:
+        raise NumbaconcError(f"{where}: expected images (n, ...) but got shape {x.shape}")
+    if x.dtype == np.uint8:
+        return x.reshape(len(x), -1)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise NumbaconcError(f"{where}: dtype {x.dtype} not supported (uint8 or float in [0, 1])")
+    flat = x.reshape(len(x), -1)
+    if not np.all(np.isfinite(flat)):
+        raise NumbaconcError(f"{where}: contains NaN or inf")
+    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        raise NumbaconcError(f"{where}: values out of [0, 1] (min {lo:g}, max {hi:g})")
+    return flat.astype(np.float32, copy=False)
+
+
+def _check_labels(y, n: int, where: str):
+    if y is None:
+        return None
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise NumbaconcError(f"{where}: {len(y)} labels for {n} images")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise NumbaconcError(f"{where}: labels must be integers, got {y.dtype}")
+    return y.astype(np.int64)
+
+
+# ------------------------------------------------------------------- import
+
+
+def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
+                  image_shape=None, checksum, source):
+    """Write the standard layout atomically (temporary name, then rename)."""
+    train_x = _check_images(np.asarray(train_x), f"{source}: train x")
+    test_x = _check_images(np.asarray(test_x), f"{source}: test x")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise NumbaconcError(f"{source}: train has {train_x.shape[1]} features, test {test_x.shape[1]}")
+    if train_x.dtype != test_x.dtype:
+        raise NumbaconcError(f"{source}: train is {train_x.dtype} but test is {test_x.dtype}")
+    if len(train_x) == 0:
+        raise NumbaconcError(f"{source}: the training set is empty")
+    train_y = _check_labels(train_y, len(train_x), f"{source}: train y")
+    test_y = _check_labels(test_y, len(test_x), f"{source}: test y")
+    if image_shape is None:
+        image_shape = (train_x.shape[1],)
+    scale = 1.0 / 255.0 if train_x.dtype == np.uint8 else 1.0
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+                group = f.create_group(split)
+                group.create_dataset("x", data=np.ascontiguousarray(x))  # contiguous, uncompressed
+                if y is not None:
+                    group.create_dataset("y", data=y)
+            f.attrs.update(
+                name=name, image_shape=np.asarray(image_shape, dtype=np.int64), scale=scale,
+                checksum=checksum, source=str(source), format_version=FORMAT_VERSION,
+            )
+    return out
+
+
+def import_dataset(kind: str, src, out, *, test_fraction: float = 0.2, seed: int = 0,
+                   name: str | None = None) -> Path:
+    """Import ``src`` of the given ``kind`` into the HDF5 layout at ``out``."""
+    src = Path(src)
+    if kind not in KINDS:
+        raise NumbaconcError(f"unknown dataset kind {kind!r} (choose from {', '.join(KINDS)})")
+    if not src.exists():
+        raise NumbaconcError(f"{src}: not found")
+    if kind in ("mnist", "fashion-mnist"):
+        loaded = _load_idx_folder(src)
+        a = loaded["arrays"]
+        return write_dataset(out, name=name or kind, train_x=a["train_x"], train_y=a["train_y"],
+                             test_x=a["test_x"], test_y=a["test_y"],
+                             image_shape=loaded["image_shape"], checksum=loaded["checksum"], source=src)
+    if kind in ("cifar10", "npz"):
+        arrays = _load_npz(src, require_labels=(kind == "cifar10"))
+        shape = tuple(int(s) for s in arrays["x_train"].shape[1:])
+        if len(shape) == 1:
+            shape = (shape[0],)
+        return write_dataset(out, name=name or (kind if kind == "cifar10" else src.stem),
+                             train_x=arrays["x_train"], train_y=arrays.get("y_train"),
+                             test_x=arrays["x_test"], test_y=arrays.get("y_test"),
+                             image_shape=shape, checksum=file_sha256([src]), source=src)
+    # npy: one unlabeled array, split by a seeded fraction
+    if not 0.0 < test_fraction < 1.0:
+        raise NumbaconcError(f"test fraction must be in (0, 1), got {test_fraction}")
+    try:
+        x = np.load(src, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise NumbaconcError(f"{src}: not a readable .npy file ({exc})") from None
+    if x.ndim < 2 or len(x) < 2:
+        raise NumbaconcError(f"{src}: expected an array of at least 2 rows (n, ...), got {x.shape}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    shape = tuple(int(s) for s in x.shape[1:])
+    return write_dataset(out, name=name or src.stem, train_x=x[np.sort(order[n_test:])],
+                         test_x=x[np.sort(order[:n_test])], image_shape=shape,
+                         checksum=file_sha256([src]) + f":split={test_fraction}:seed={seed}", source=src)
+
+
+def _load_npz(src: Path, require_labels: bool) -> dict:
+    try:
+        npz = np.load(src, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise NumbaconcError(f"{src}: not a readable .npz file ({exc})") from None
+    with npz:
+        keys = set(npz.files)
+        need = {"x_train", "x_test"} | ({"y_train", "y_test"} if require_labels else set())
+        missing = sorted(need - keys)
+        if missing:
+            raise NumbaconcError(f"{src}: missing array(s) {', '.join(missing)}")
+        return {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
+
+
+# --------------------------------------------------------------------- open
+
+
+@dataclass
+class Split:
+    """One split: ``x`` is a read-only memmap (contiguous file) or an
+    ``h5py.Dataset`` (chunked/compressed file, read in row blocks)."""
+
+    name: str
+    x: object
+    y: np.ndarray | None
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.x.dtype)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as a C-contiguous array (a view for memmaps)."""
+        return np.ascontiguousarray(self.x[start:stop])
+
+    def take(self, index) -> np.ndarray:
+        return take_rows(self.x, index)
+
+    def array(self) -> np.ndarray:
+        """The whole matrix: zero copy for a memmap, read into memory otherwise."""
+        if isinstance(self.x, np.ndarray):
+            return self.x
+        return np.ascontiguousarray(self.x[...])
+
+
+@dataclass
+class Dataset:
+    path: Path
+    name: str
+    image_shape: tuple
+    scale: float
+    checksum: str
+    train: Split
+    test: Split
+    _file: h5py.File = field(repr=False, default=None)
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "test"):
+            raise NumbaconcError(f"unknown split {name!r} (train or test)")
+        return getattr(self, name)
+
+    @property
+    def unit(self) -> str:
+        return "pixel levels (1/255)" if self.train.dtype == np.uint8 else "[0,1] units"
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def take_rows(x, index) -> np.ndarray:
+    """``x[index]`` for an ndarray or an h5py dataset (which needs sorted indices)."""
+    index = np.asarray(index, dtype=np.int64)
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x[index])
+    order = np.argsort(index, kind="stable")
+    uniq, inverse = np.unique(index[order], return_inverse=True)
+    block = x[uniq]
+    out = np.empty((len(index),) + block.shape[1:], dtype=block.dtype)
+    out[order] = block[inverse]
+    return out
+
+
+def _memmap_or_dataset(path: Path, ds: h5py.Dataset):
+    offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+    if offset is None or ds.dtype.byteorder not in ("=", "|", "<"):
+        return ds
+    return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+
+
+def open_dataset(spec) -> Dataset:
+    """Open an imported HDF5 file, or a bundled dataset by name (``mnist``)."""
+    path = Path(spec)
+    if str(spec) in BUNDLED and not path.exists():
+        path = ensure_bundled(str(spec))
+    if not path.is_file():
+        raise NumbaconcError(f"{spec}: no such dataset file (or bundled name: {', '.join(BUNDLED)})")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise NumbaconcError(f"{path}: not a readable HDF5 file ({exc})") from None
+    try:
+        splits = {}
+        for split in ("train", "test"):
+            if f"{split}/x" not in f:
+                raise NumbaconcError(f"{path}: missing HDF5 dataset /{split}/x")
+            ds = f[f"{split}/x"]
+            if ds.ndim != 2:
+                raise NumbaconcError(f"{path}: /{split}/x must be 2-D (n, d), got shape {ds.shape}")
+            if ds.dtype not in (np.uint8, np.float32):
+                raise NumbaconcError(f"{path}: /{split}/x has dtype {ds.dtype} (uint8 or float32)")
+            y = np.asarray(f[f"{split}/y"][...]) if f"{split}/y" in f else None
+            splits[split] = Split(split, _memmap_or_dataset(path, ds), y)
+        if splits["train"].n_features != splits["test"].n_features:
+            raise NumbaconcError(f"{path}: train and test differ in number of features")
+        attrs = f.attrs
+        dtype = splits["train"].dtype
+        default_scale = 1.0 / 255.0 if dtype == np.uint8 else 1.0
+        shape = tuple(int(s) for s in attrs.get("image_shape", (splits["train"].n_features,)))
+        return Dataset(
+            path=path, name=str(attrs.get("name", path.stem)), image_shape=shape,
+            scale=float(attrs.get("scale", default_scale)),
+            checksum=str(attrs.get("checksum", "")) or _content_checksum(splits),
+            train=splits["train"], test=splits["test"], _file=f,
+        )
+    except BaseException:
+        f.close()
+        raise
+
+
+def _content_checksum(splits) -> str:
+    """For files made outside numbaconc (no checksum attribute): hash the data."""
+    digest = hashlib.sha256()
+    for split in splits.values():
+        for start in range(0, split.n_samples, 8192):
+            digest.update(split.rows(start, start + 8192).tobytes())
+    return digest.hexdigest()
+
+
+def ensure_bundled(name: str) -> Path:
+    """Import a bundled dataset into the cache once; return the HDF5 path."""
+    src = bundled_source(name)
+    checksum = file_sha256([src / _IDX_FILES[k] for k in ("train_x", "train_y", "test_x", "test_y")])
+    out = cache_dir() / f"{name}-{checksum[:16]}.h5"
+    if not out.exists():
+        import_dataset(name, src, out)
+    return out
+
+
+def describe(ds: Dataset) -> dict:
+    """What ``numbaconc data info`` prints."""
+    info = dict(path=str(ds.path), name=ds.name, image_shape=list(ds.image_shape), scale=ds.scale,
+                checksum=ds.checksum, unit=ds.unit)
+    for split in (ds.train, ds.test):
+        info[split.name] = dict(
+            shape=[split.n_samples, split.n_features], dtype=str(split.dtype),
+            labels=split.y is not None, memmapped=isinstance(split.x, np.memmap),
+        )
+    return info
