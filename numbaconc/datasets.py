@@ -154,8 +154,8 @@ def _load_idx_folder(src: Path) -> dict:
     return dict(arrays=arrays, image_shape=shape, checksum=checksum)
 
 
-def _check_images(x: np.ndarray, where: str) -> np.ndarray:
-    """Flatten to (n, d); accept uint8, or float in [0, 1] stored as float32."""
+def _check_images(x: np.ndarray, where: str, bounded: bool = True) -> np.ndarray:
+    """Flatten to (n, d); accept uint8, or float (in [0, 1] when ``bounded``) as float32."""
     if x.ndim < 2:
         raise NumbaconcError(f"{where}: expected images (n, ...) but got shape {x.shape}")
     if x.dtype == np.uint8:
@@ -166,7 +166,7 @@ def _check_images(x: np.ndarray, where: str) -> np.ndarray:
     if not np.all(np.isfinite(flat)):
         raise NumbaconcError(f"{where}: contains NaN or inf")
     lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
-    if lo < 0.0 or hi > 1.0:
+    if bounded and (lo < 0.0 or hi > 1.0):
         raise NumbaconcError(f"{where}: values out of [0, 1] (min {lo:g}, max {hi:g})")
     return flat.astype(np.float32, copy=False)
 
@@ -186,10 +186,14 @@ def _check_labels(y, n: int, where: str):
 
 
 def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
-                  image_shape=None, checksum, source):
-    """Write the standard layout atomically (temporary name, then rename)."""
-    train_x = _check_images(np.asarray(train_x), f"{source}: train x")
-    test_x = _check_images(np.asarray(test_x), f"{source}: test x")
+                  image_shape=None, checksum, source, bounded=True, extra_attrs=None):
+    """Write the standard layout atomically (temporary name, then rename).
+
+    ``bounded=False`` accepts float data outside [0, 1] (synthetic Gaussians);
+    ``extra_attrs`` are stored as file attributes (e.g. the true covariance).
+    """
+    train_x = _check_images(np.asarray(train_x), f"{source}: train x", bounded)
+    test_x = _check_images(np.asarray(test_x), f"{source}: test x", bounded)
     if train_x.shape[1] != test_x.shape[1]:
         raise NumbaconcError(f"{source}: train has {train_x.shape[1]} features, test {test_x.shape[1]}")
     if train_x.dtype != test_x.dtype:
@@ -213,6 +217,7 @@ def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
                 name=name, image_shape=np.asarray(image_shape, dtype=np.int64), scale=scale,
                 checksum=checksum, source=str(source), format_version=FORMAT_VERSION,
             )
+            f.attrs.update(extra_attrs or {})
     return out
 
 
