@@ -1,0 +1,184 @@
+"""Axis-aligned boxes around clusters, and which rows lie in their union.
+
+This is the geometry of the l-inf estimator (METHOD.md section 3): box j
+around cluster j, the error region E is the complement of the union of the
+boxes grown by epsilon, so a row is outside E_eps iff it is inside some box
+and outside E iff it is inside some grown box.
+
+Everything is in storage units (pixel levels for uint8 data). ``X`` may be a
+numpy array, a read-only memmap or an ``h5py.Dataset`` (read in row blocks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NumbaconcError
+from .kernels import boxes as _b
+from .kernels import kmeans as _k
+from .kmeans import readonly
+
+SHAPES = ("symmetric", "tight")
+_CHUNK_ROWS = 4096
+
+
+def _n_rows_cols(X, name="X"):
+    shape = getattr(X, "shape", None)
+    dtype = getattr(X, "dtype", None)
+    if shape is None or dtype is None or len(shape) != 2:
+        raise NumbaconcError(f"{name} must be a 2-D array or h5py dataset, got {type(X).__name__}")
+    if np.dtype(dtype) not in (np.uint8, np.float32):
+        raise NumbaconcError(f"{name} must be uint8 or float32, got {np.dtype(dtype)}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise NumbaconcError(f"{name} is empty (shape {tuple(shape)})")
+    return int(shape[0]), int(shape[1])
+
+
+def _blocks(X, block_rows):
+    """Yield (start, C-contiguous block) over the rows of X, NaN/inf checked."""
+    n = X.shape[0]
+    for a in range(0, n, block_rows):
+        b = min(n, a + block_rows)
+        block = X[a:b]
+        if not isinstance(block, np.ndarray) or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block)
+        block = readonly(block)  # one compiled signature per dtype
+        if block.dtype == np.float32 and _k.count_nonfinite(block, _CHUNK_ROWS) > 0:
+            raise NumbaconcError(f"X contains NaN or inf (rows {a}..{b - 1})")
+        yield a, block
+
+
+def _check_float_matrix(A, shape, name):
+    A = np.asarray(A)
+    if A.shape != shape:
+        raise NumbaconcError(f"{name} must have shape {shape}, got {A.shape}")
+    if not np.issubdtype(A.dtype, np.number):
+        raise NumbaconcError(f"{name} must be numeric, got {A.dtype}")
+    A = np.array(A, dtype=np.float64, order="C")
+    if np.isnan(A).any():
+        raise NumbaconcError(f"{name} contains NaN")
+    return A
+
+
+def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric",
+                        block_rows: int = 65536):
+    """One box per cluster, as (box_centers, half_widths), both (T, d) float64.
+
+    shape="symmetric" (the paper's): the box centre is the cluster centre
+    (``centers``, e.g. ``KMeansResult.centers``; by default the mean of the
+    cluster's rows) and the half-width in coordinate t is the max over the
+    cluster of ``|float64(x[t]) - c[t]|``.
+    shape="tight": per coordinate [min, max] of the cluster, stored as centre
+    (lo + hi) / 2 and half-width (hi - lo) / 2 (exact half-integers for uint8
+    data); the half-width is computed as the max of |x - c| over the members,
+    which equals (hi - lo) / 2 whenever that is exact and otherwise still
+    keeps every member inside. ``centers`` is ignored.
+
+    Rows with a negative label belong to no box. An empty cluster gets
+    half-widths of -1 (it contains nothing, even grown; its centre is the given
+    one, or 0).
+    """
+    n, d = _n_rows_cols(X)
+    if shape not in SHAPES:
+        raise NumbaconcError(f"shape must be one of {SHAPES}, got {shape!r}")
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise NumbaconcError(f"n_clusters must be an integer >= 1, got {n_clusters!r}")
+    T = int(n_clusters)
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise NumbaconcError(f"labels must have shape ({n},), got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise NumbaconcError(f"labels must be integers, got {labels.dtype}")
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if labels.size and labels.max() >= T:
+        raise NumbaconcError(f"labels must be < n_clusters={T}, got {labels.max()}")
+    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+
+    def chunked(kernel_out_shape):
+        return np.empty((-(-min(block_rows, n) // _CHUNK_ROWS), *kernel_out_shape))
+
+    if shape == "tight":
+        lo_all = np.full((T, d), np.inf)
+        hi_all = np.full((T, d), -np.inf)
+        lo = chunked((T, d))
+        hi = chunked((T, d))
+        for a, block in _blocks(X, block_rows):
+            nch = -(-block.shape[0] // _CHUNK_ROWS)
+            _b.cluster_minmax(block, labels[a:a + block.shape[0]], _CHUNK_ROWS, lo, hi)
+            np.minimum(lo_all, lo[:nch].min(axis=0), out=lo_all)
+            np.maximum(hi_all, hi[:nch].max(axis=0), out=hi_all)
+        with np.errstate(invalid="ignore"):  # empty clusters: inf + -inf
+            box_centers = (lo_all + hi_all) / 2.0
+    elif centers is not None:
+        box_centers = _check_float_matrix(centers, (T, d), "centers")
+    else:
+        int_data = np.dtype(X.dtype) == np.uint8
+        sums_all = np.zeros((T, d), np.int64 if int_data else np.float64)
+        counts_all = np.zeros(T, np.int64)
+        nch_max = -(-min(block_rows, n) // _CHUNK_ROWS)
+        sums = np.empty((nch_max, T, d), sums_all.dtype)
+        counts = np.empty((nch_max, T), np.int64)
+        q = np.empty((nch_max, T))
+        for a, block in _blocks(X, block_rows):
+            m = block.shape[0]
+            nch = -(-m // _CHUNK_ROWS)
+            _k.cluster_sums(block, labels[a:a + m], np.zeros(m), _CHUNK_ROWS, sums, counts, q)
+            for c in range(nch):  # fixed merge order
+                sums_all += sums[c]
+                counts_all += counts[c]
+        box_centers = np.zeros((T, d))
+        full = counts_all > 0
+        box_centers[full] = sums_all[full] / counts_all[full, None]
+    empty = ~np.isfinite(box_centers).all(axis=1)
+    box_centers[empty] = 0.0
+
+    widths = np.full((T, d), -1.0)
+    dev = chunked((T, d))
+    for a, block in _blocks(X, block_rows):
+        nch = -(-block.shape[0] // _CHUNK_ROWS)
+        _b.cluster_maxdev(block, labels[a:a + block.shape[0]], box_centers, _CHUNK_ROWS, dev)
+        np.maximum(widths, dev[:nch].max(axis=0), out=widths)
+    return box_centers, widths
+
+
+def box_coverage(X, box_centers, half_widths, margin: float, *, block_rows: int = 65536):
+    """Which rows are in the union of the boxes, and of the boxes grown by ``margin``.
+
+    Returns (inside, inside_grown), (n,) bool each, from one pass over X:
+    ``inside[i]`` iff some box j has ``|float64(x[i,t]) - c[j,t]| <= w[j,t]``
+    for every t (inclusive: a point on a face is inside), ``inside_grown[i]``
+    the same with ``w[j,t] + margin`` (the float64 sum). A box with any
+    negative half-width is empty and stays empty when grown.
+
+    ``margin`` is in storage units: epsilon / dataset.scale, e.g. 0.1 * 255 =
+    25.5 pixel levels. It is never rounded: the test is made in float64 as
+    written. On integer pixels with a tight box (c and w integers or
+    half-integers, c + w an integer) |x - c| - w is an integer, so
+    |x - c| <= w + 25.5 holds exactly when |x - c| <= w + 25: a non-integer
+    margin acts as its floor. For symmetric boxes (c a k-means mean) the
+    comparison is simply the float64 one.
+    """
+    n, d = _n_rows_cols(X)
+    box_centers = np.asarray(box_centers)
+    if box_centers.ndim != 2 or box_centers.shape[1] != d:
+        raise NumbaconcError(f"box_centers must have shape (T, {d}), got {box_centers.shape}")
+    T = box_centers.shape[0]
+    box_centers = _check_float_matrix(box_centers, (T, d), "box_centers")
+    half_widths = _check_float_matrix(half_widths, (T, d), "half_widths")
+    try:
+        margin = float(margin)
+    except (TypeError, ValueError):
+        raise NumbaconcError(f"margin must be a number, got {margin!r}") from None
+    if not np.isfinite(margin) or margin < 0:
+        raise NumbaconcError(f"margin must be finite and >= 0, got {margin}")
+    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+    empty_box = (half_widths < 0).any(axis=1)
+    inside = np.empty(n, np.bool_)
+    inside_grown = np.empty(n, np.bool_)
+    for a, block in _blocks(X, block_rows):
+        b = a + block.shape[0]
+        _b.box_coverage(block, box_centers, half_widths, empty_box, margin,
+                        inside[a:b], inside_grown[a:b])
+    return inside, inside_grown

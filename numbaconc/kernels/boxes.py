@@ -1,0 +1,107 @@
+"""Box kernels: per-cluster extents, and membership of rows in a union of boxes.
+
+Every comparison uses the float64 expression ``|float64(x[t]) - c[t]|``, the
+same one that builds the half-widths, so a cluster member is always inside
+its own box whatever the rounding.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit_parallel
+
+
+@jit_parallel
+def cluster_minmax(X, labels, chunk_rows, lo, hi):
+    """Chunk-local per-cluster coordinate min / max (rows with label >= 0).
+
+    ``lo[ch]`` / ``hi[ch]`` (n_clusters, d) float64 are reset to +inf / -inf.
+    """
+    n, d = X.shape
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    for ch in prange(n_chunks):
+        lo_c = lo[ch]
+        hi_c = hi[ch]
+        lo_c[:] = np.inf
+        hi_c[:] = -np.inf
+        for i in range(ch * chunk_rows, min(n, (ch + 1) * chunk_rows)):
+            lab = labels[i]
+            if lab < 0:
+                continue
+            lrow = lo_c[lab]
+            hrow = hi_c[lab]
+            for t in range(d):
+                v = np.float64(X[i, t])
+                lrow[t] = min(lrow[t], v)
+                hrow[t] = max(hrow[t], v)
+
+
+@jit_parallel
+def cluster_maxdev(X, labels, centers, chunk_rows, out):
+    """Chunk-local per-cluster max_t-wise |float64(x[t]) - c[t]| (label >= 0).
+
+    ``out[ch]`` (n_clusters, d) is reset to -1 (so an empty cluster stays -1).
+    """
+    n, d = X.shape
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    for ch in prange(n_chunks):
+        out_c = out[ch]
+        out_c[:] = -1.0
+        for i in range(ch * chunk_rows, min(n, (ch + 1) * chunk_rows)):
+            lab = labels[i]
+            if lab < 0:
+                continue
+            row = out_c[lab]
+            c = centers[lab]
+            for t in range(d):
+                row[t] = max(row[t], abs(np.float64(X[i, t]) - c[t]))
+
+
+@jit_parallel
+def box_coverage(X, centers, widths, empty_box, margin, inside, inside_grown):
+    """inside[i]: some box j has |x[i,t] - c[j,t]| <= w[j,t] for all t;
+    inside_grown[i]: the same with w[j,t] + margin. Boxes flagged empty
+    contain nothing, grown or not.
+
+    Per row: stop at the first box that contains it (then it is also in the
+    grown union); while it is only known to be in a grown box, test the
+    remaining boxes without the margin. Each box test exits at the first
+    failing coordinate.
+    """
+    n, d = X.shape
+    T = centers.shape[0]
+    for i in prange(n):
+        x = X[i]
+        in0 = False
+        in1 = False
+        for j in range(T):
+            if empty_box[j]:
+                continue
+            c = centers[j]
+            w = widths[j]
+            if in1:
+                ok = True
+                for t in range(d):
+                    if abs(np.float64(x[t]) - c[t]) > w[t]:
+                        ok = False
+                        break
+                if ok:
+                    in0 = True
+                    break
+            else:
+                ok0 = True
+                ok1 = True
+                for t in range(d):
+                    dev = abs(np.float64(x[t]) - c[t])
+                    if dev > w[t] + margin:
+                        ok1 = False
+                        break
+                    if dev > w[t]:
+                        ok0 = False
+                if ok1:
+                    in1 = True
+                    if ok0:
+                        in0 = True
+                        break
+        inside[i] = in0
+        inside_grown[i] = in1

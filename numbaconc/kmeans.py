@@ -1,0 +1,307 @@
+"""Lloyd's k-means on uint8 or float32 rows, l2 or l1 assignment, mean update.
+
+The kernels (``numbaconc.kernels.kmeans``) do the assignment (exact labels,
+float32 scores with proven error bounds, Elkan-style pruning) and the
+chunk-local sums; this module validates input, keeps the bounds between
+iterations, merges chunk sums in chunk order and runs the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import time
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from .errors import NumbaconcError
+from .kernels import kmeans as _k
+
+METRICS = {"l2": "l2", "euclidean": "l2", "sqeuclidean": "l2",
+           "l1": "l1", "cityblock": "l1", "manhattan": "l1"}
+EMPTY = ("keep", "farthest")
+# Rows per kernel call = _BATCH_CHUNKS * chunk_rows; bounds the chunk-sum
+# buffers to _BATCH_CHUNKS x n_clusters x n_features (chunk layout, and so
+# the result, does not depend on it).
+_BATCH_CHUNKS = 16
+
+
+@dataclass
+class KMeansResult:
+    """Outcome of :func:`kmeans` (all arrays in storage units)."""
+
+    centers: np.ndarray  # (n_clusters, n_features) float64
+    labels: np.ndarray  # (n_samples,) int64
+    n_iter: int
+    converged: bool
+    inertia: float
+    history: list = field(default_factory=list)
+
+
+def readonly(X: np.ndarray) -> np.ndarray:
+    """A read-only view (no copy). Kernels only read rows, and a read-only
+    array is its own Numba type: passing every array as read-only means one
+    compiled signature per dtype instead of two (writable and memmap)."""
+    if X.flags.writeable:
+        X = X.view()
+        X.flags.writeable = False
+    return X
+
+
+def check_rows(X, name: str = "X") -> np.ndarray:
+    """Validate a (n, d) uint8/float32 array (memmaps welcome); return it as a
+    C-contiguous read-only view.
+
+    Float input is checked for NaN/inf chunk by chunk (no full-size temporary).
+    """
+    if not isinstance(X, np.ndarray):
+        raise NumbaconcError(f"{name} must be a numpy array or memmap, got {type(X).__name__}")
+    if X.ndim != 2:
+        raise NumbaconcError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.dtype not in (np.uint8, np.float32):
+        raise NumbaconcError(f"{name} must be uint8 or float32, got {X.dtype}")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise NumbaconcError(f"{name} is empty (shape {X.shape})")
+    if not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X)
+    X = readonly(X)
+    if X.dtype == np.float32 and _k.count_nonfinite(X, 4096) > 0:
+        raise NumbaconcError(f"{name} contains NaN or inf")
+    return X
+
+
+def _initial_centers(X, n_clusters, init, metric, rng):
+    n, d = X.shape
+    if isinstance(init, str):
+        if init == "random":
+            idx = rng.choice(n, size=n_clusters, replace=False)
+            return X[idx].astype(np.float64)
+        if init in ("k-means++", "kmeans++"):
+            return _kmeanspp(X, n_clusters, metric, rng)
+        raise NumbaconcError(f"init must be 'random', 'k-means++' or an array, got {init!r}")
+    C = np.asarray(init)
+    if C.shape != (n_clusters, d):
+        raise NumbaconcError(f"init array must have shape ({n_clusters}, {d}), got {C.shape}")
+    if not np.issubdtype(C.dtype, np.number):
+        raise NumbaconcError(f"init array must be numeric, got {C.dtype}")
+    C = np.array(C, dtype=np.float64, order="C")
+    if not np.isfinite(C).all():
+        raise NumbaconcError("init array contains NaN or inf")
+    return C
+
+
+def _kmeanspp(X, n_clusters, metric, rng):
+    """Plain k-means++ (D^2 sampling for l2, D sampling for l1), seeded."""
+    n, d = X.shape
+    update = _k.min_dist_update_l2 if metric == "l2" else _k.min_dist_update_l1
+    C = np.empty((n_clusters, d), np.float64)
+    first = int(rng.integers(n))
+    C[0] = X[first]
+    mind = np.full(n, np.inf)
+    update(X, C[0], mind)
+    for k in range(1, n_clusters):
+        cum = np.cumsum(mind)
+        total = cum[-1]
+        if total > 0:
+            pick = int(np.searchsorted(cum, rng.random() * total, side="right"))
+            pick = min(pick, n - 1)
+        else:  # every row coincides with a chosen centre
+            pick = int(rng.integers(n))
+        C[k] = X[pick]
+        update(X, C[k], mind)
+    return C
+
+
+def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: int = 30,
+           random_state=None, empty: str = "keep", chunk_rows: int = 4096) -> KMeansResult:
+    """Lloyd's k-means, in the order of the 2019 code.
+
+    Order of operations: ``centers`` = initial centres; then for iteration
+    k = 1 .. max_iter: (1) assign every row to its nearest centre (iteration 1
+    assigns to the initial centres); (2) if k > 1 and no label changed, stop
+    (``converged=True``, no update); (3) replace each centre by the mean of its
+    rows. So on return ``centers`` are the means of the final ``labels``
+    (except empty clusters), while ``inertia`` and ``history`` describe each
+    assignment against the centres it was made with.
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) uint8 or float32 array, read-only memmap OK.
+        Storage units; uint8 rows stay uint8 (no float copy of X).
+    metric : "l2" (nearest by squared Euclidean) or "l1" (cityblock, as the
+        2019 code). The update is always the mean. Distances are the float64
+        direct form summed in feature order; ties go to the lowest cluster id.
+    init : "random" (n_clusters distinct rows drawn with
+        ``np.random.default_rng(random_state)``), "k-means++" (plain, seeded;
+        D^2 weights for l2, D for l1) or an (n_clusters, n_features) array.
+    empty : what an empty cluster's centre becomes at the update.
+        "keep": its previous centre (it may win rows back later).
+        "farthest": the row farthest from its assigned centre (largest
+        ``dist``, ties to the lowest row index; several empty clusters take the
+        next farthest rows in cluster-id order); other centres are plain means.
+    chunk_rows : rows per parallel chunk. Sums are chunk-local (int64 for
+        uint8: exact) and merged in chunk order: identical for any thread count.
+
+    ``history`` has one dict per iteration: iteration, n_changed, inertia,
+    n_empty, plus diagnostics n_refined (rows whose near-tied candidates were
+    re-ranked with the defining distance), n_scores (row-centre float32
+    scores computed; the rest were decided by bounds) and seconds.
+
+    Memory: X is not copied; the bounds take n_samples x (n_clusters + 3)
+    float64, the chunk sums 16 x n_clusters x n_features.
+    """
+    X = check_rows(X)
+    n, d = X.shape
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise NumbaconcError(f"n_clusters must be an integer, got {n_clusters!r}")
+    n_clusters = int(n_clusters)
+    if not 1 <= n_clusters <= n:
+        raise NumbaconcError(f"n_clusters must be in [1, n_samples={n}], got {n_clusters}")
+    if metric not in METRICS:
+        raise NumbaconcError(f"metric must be one of {sorted(set(METRICS))}, got {metric!r}")
+    metric = METRICS[metric]
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise NumbaconcError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if empty not in EMPTY:
+        raise NumbaconcError(f"empty must be one of {EMPTY}, got {empty!r}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise NumbaconcError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    chunk_rows = int(chunk_rows)
+
+    rng = np.random.default_rng(random_state)
+    C = _initial_centers(X, n_clusters, init, metric, rng)
+
+    xnorm2 = np.empty(n)
+    xnorm1 = np.empty(n)
+    _k.row_norms(X, xnorm2, xnorm1)
+    # Proven bounds on |float32 score - float64 defining distance| (see kernels).
+    u32, u64 = 2.0 ** -24, 2.0 ** -53
+    if metric == "l2":
+        tol32 = 1.25 * 2.0 * (d + 2) * u32
+        tol64 = 1.25 * 4.0 * (d + 4) * u64
+    else:
+        tol32 = 1.25 * 2.0 * (d + 4) * u32
+        tol64 = 1.25 * 2.0 * (d + 4) * u64
+
+    # uint8 rows: relabelled rows update exact int64 sums incrementally;
+    # float rows: sums are recomputed every iteration (same bits as a fresh sum).
+    track = X.dtype == np.uint8
+    sum_dtype = np.int64 if track else np.float64
+    batch = _BATCH_CHUNKS * chunk_rows
+    n_batch_chunks = min(_BATCH_CHUNKS, -(-n // chunk_rows))
+    dsums = np.empty((n_batch_chunks, n_clusters, d), sum_dtype)
+    dcounts = np.empty((n_batch_chunks, n_clusters), np.int64)
+    dq = np.empty((n_batch_chunks, n_clusters))
+    stats = np.empty((n_batch_chunks, 3), np.int64)
+
+    labels = np.full(n, -1, np.int64)
+    upper = np.zeros(n)
+    lower = np.zeros((n, n_clusters))
+    lmin = np.zeros(n)
+    stamp = np.zeros(n, np.int64)
+    cum = np.zeros((max_iter + 2, n_clusters))  # cumulative centre moves (l2 bounds)
+    dist = np.zeros(n)
+    move = np.zeros(n_clusters)
+    half_sep = np.zeros(n_clusters)
+    total_sums = np.zeros((n_clusters, d), sum_dtype)
+    total_counts = np.zeros(n_clusters, np.int64)
+    total_q = np.zeros(n_clusters)
+    history = []
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        t0 = time.perf_counter()
+        C32 = C.astype(np.float32)
+        cnorm2 = np.einsum("ij,ij->i", C, C)
+        cnorm1 = np.abs(C).sum(axis=1)
+        n_changed = n_refined = n_scored = 0
+        for a in range(0, n, batch):
+            b = min(n, a + batch)
+            nch = -(-(b - a) // chunk_rows)
+            if metric == "l2":
+                _k.lloyd_assign_l2(X[a:b], C, C32, cnorm2, xnorm2[a:b], tol32, tol64, cum, it,
+                                   half_sep, chunk_rows, labels[a:b], upper[a:b], lower[a:b],
+                                   lmin[a:b], stamp[a:b], track, dsums, dcounts, dq, stats)
+            else:
+                _k.lloyd_assign_l1(X[a:b], C, C32, cnorm1, xnorm1[a:b], tol32, tol64, move,
+                                   half_sep, chunk_rows, labels[a:b], upper[a:b], lower[a:b],
+                                   track, dsums, dcounts, dist[a:b], stats)
+            if track:
+                for c in range(nch):  # fixed merge order
+                    total_sums += dsums[c]
+                    total_counts += dcounts[c]
+                    total_q += dq[c]
+            n_changed += int(stats[:nch, 0].sum())
+            n_refined += int(stats[:nch, 1].sum())
+            n_scored += int(stats[:nch, 2].sum())
+        if not track:
+            total_sums, total_counts, total_q = _fresh_sums(X, labels, xnorm2, n_clusters, chunk_rows)
+        if metric == "l2":
+            # sum_i |x_i - c_j|^2 = sum |x_i|^2 - 2 c_j . S_j + n_j |c_j|^2, per cluster
+            inertia = float(np.sum(total_q - 2.0 * np.einsum("ij,ij->i", C, total_sums)
+                                   + total_counts * cnorm2))
+        else:
+            inertia = float(np.sum(dist))
+        empty_ids = np.flatnonzero(total_counts == 0)
+        history.append(dict(iteration=it, n_changed=n_changed, inertia=inertia,
+                            n_empty=int(empty_ids.size), n_refined=n_refined,
+                            n_scores=n_scored, seconds=time.perf_counter() - t0))
+        if it > 1 and n_changed == 0:
+            converged = True
+            break
+        if empty_ids.size and empty == "farthest" and metric == "l2":
+            _k.assigned_dist(X, C, labels, False, dist)
+        new = _update(X, C, total_sums, total_counts, empty_ids, empty, dist)
+        move, half_sep = _motion(C, new, metric)
+        cum[it + 1] = cum[it] + move
+        C = new
+    return KMeansResult(centers=C, labels=labels, n_iter=it, converged=converged,
+                        inertia=history[-1]["inertia"], history=history)
+
+
+def _fresh_sums(X, labels, xnorm2, n_clusters, chunk_rows):
+    """Per-cluster row sums, counts and sums of |x|^2, chunk sums merged in order."""
+    n, d = X.shape
+    batch = _BATCH_CHUNKS * chunk_rows
+    n_batch_chunks = min(_BATCH_CHUNKS, -(-n // chunk_rows))
+    sums = np.empty((n_batch_chunks, n_clusters, d))
+    counts = np.empty((n_batch_chunks, n_clusters), np.int64)
+    q = np.empty((n_batch_chunks, n_clusters))
+    total_sums = np.zeros((n_clusters, d))
+    total_counts = np.zeros(n_clusters, np.int64)
+    total_q = np.zeros(n_clusters)
+    for a in range(0, n, batch):
+        b = min(n, a + batch)
+        _k.cluster_sums(X[a:b], labels[a:b], xnorm2[a:b], chunk_rows, sums, counts, q)
+        for c in range(-(-(b - a) // chunk_rows)):  # fixed merge order
+            total_sums += sums[c]
+            total_counts += counts[c]
+            total_q += q[c]
+    return total_sums, total_counts, total_q
+
+
+def _motion(old, new, metric):
+    """Centre moves (rounded up) and half the distance from each new centre to
+    its nearest other one (rounded down), in the metric's units (l2: not squared)."""
+    T = old.shape[0]
+    ord_ = 2 if metric == "l2" else 1
+    move = np.linalg.norm(new - old, ord=ord_, axis=1) * (1.0 + 1e-9)
+    if T == 1:
+        return move, np.full(1, np.inf)
+    pair = cdist(new, new, "euclidean" if metric == "l2" else "cityblock")
+    np.fill_diagonal(pair, np.inf)
+    half_sep = 0.5 * pair.min(axis=1) * (1.0 - 1e-9)
+    return move, half_sep
+
+
+def _update(X, C, sums, counts, empty_ids, empty, dist):
+    nonempty = counts > 0
+    new = C.copy()
+    new[nonempty] = sums[nonempty] / counts[nonempty, None]
+    if empty_ids.size and empty == "farthest":
+        # stable sort on -dist: equal distances keep the lower row index first
+        order = np.argsort(-dist, kind="stable")[: empty_ids.size]
+        for j, i in zip(empty_ids, order):
+            new[j] = X[i]
+    return new
