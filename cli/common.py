@@ -1,0 +1,98 @@
+"""What every command shares: one-line errors, progress bars, the console."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from numbaconc.datasets import atomic_path
+from numbaconc.errors import NumbaconcError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def handles_errors(func):
+    """Known errors -> ``error: message`` on stderr and exit 1; Ctrl-C -> exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except NumbaconcError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted (finished results and caches are kept)")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_callback(description: str):
+    """Yield a ``progress(done, total)`` callable drawing a rich bar (stderr)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+                  transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done, total):
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable, allow_nan=True) + "\n")
+    return Path(path)
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def pct(value, std=None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{100 * value:.2f} %"
+    if std is not None:
+        text = f"{100 * value:.2f} ± {100 * std:.2f} %"
+    return text
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    """'0.1,0.2' or '2/255,4/255' -> floats."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "/" in part:
+                num, den = part.split("/", 1)
+                values.append(float(num) / float(den))
+            else:
+                values.append(float(part))
+        except (ValueError, ZeroDivisionError):
+            raise NumbaconcError(f"{what}: cannot read {part!r} as a number") from None
+    if not values:
+        raise NumbaconcError(f"{what}: no values given")
+    return values

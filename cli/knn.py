@@ -1,0 +1,45 @@
+"""``numbaconc knn``: exact k nearest neighbours, cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from numbaconc import datasets
+from numbaconc.knn import cached_knn, save_knn
+
+from .common import console, handles_errors, progress_callback
+
+
+def register(app: typer.Typer):
+    app.command("knn")(knn)
+
+
+@handles_errors
+def knn(
+    data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
+    metric: Annotated[str, typer.Option(help="l1 | l2 | linf (aliases: cityblock, euclidean, chebyshev).")] = "l1",
+    k: Annotated[int, typer.Option("--k", min=1, help="Neighbours per point.")] = 50,
+    split: Annotated[str, typer.Option(help="train or test (all pairs within the split).")] = "train",
+    exclude_self: Annotated[bool, typer.Option("--exclude-self", help="Do not count a point as its own neighbour.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write indices/distances to this HDF5 file.")] = None,
+):
+    """All-pairs exact kNN within a split; computed once, then served from the cache."""
+    with datasets.open_dataset(data) as ds:
+        with progress_callback(f"knn {metric} k={k}") as progress:
+            result, path = cached_knn(ds, k, metric=metric, split=split,
+                                      include_self=not exclude_self, progress=progress)
+        console.print(f"cache: {path}")
+        if out is not None:
+            save_knn(result, out, checksum=ds.checksum, split=split, unit=ds.unit, scale=ds.scale)
+            console.print(f"wrote {out}  (indices, distances {result.indices.shape}; unit: {ds.unit})")
+        kth = result.distances[:, -1]
+        console.print(f"k-th neighbour distance ({ds.unit}): min {kth.min():g}, median {float(_median(kth)):g}, max {kth.max():g}")
+
+
+def _median(values):
+    import numpy as np
+
+    return np.median(values)

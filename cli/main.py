@@ -1,0 +1,60 @@
+"""``numbaconc``: the typer app. Each command is a thin wrapper over one API call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Optional
+
+import typer
+
+from numbaconc import __version__
+
+from . import data as data_commands
+from . import knn as knn_commands
+from . import measure as measure_commands
+
+app = typer.Typer(
+    name="numbaconc",
+    help="Empirical concentration of measure: how robust can any classifier on this data be?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_commands.app, name="data", help="Import datasets to HDF5, inspect them, make synthetic ones.")
+knn_commands.register(app)
+measure_commands.register(app)
+
+try:  # reproduce / curve arrive with the reporting module
+    from . import report as report_commands
+
+    report_commands.register(app)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"numbaconc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Numba threads (default: all cores).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+):
+    """numbaconc: find an error region of measure >= alpha whose eps-expansion is smallest."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

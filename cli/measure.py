@@ -1,0 +1,146 @@
+"""``numbaconc measure`` and ``numbaconc evaluate``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from numbaconc import datasets
+from numbaconc.measure import measure as run_measure
+from numbaconc.regions import Region
+
+from .common import console, handles_errors, parse_floats, pct, progress_callback, write_json
+
+
+class Method(str, Enum):
+    boxes = "boxes"
+    balls = "balls"
+    halfspace = "halfspace"
+    pca = "pca"
+    best = "best"
+
+
+class Metric(str, Enum):
+    linf = "linf"
+    l2 = "l2"
+
+
+class Protocol(str, Enum):
+    holdout = "holdout"
+    paper = "paper"
+
+
+class Box(str, Enum):
+    symmetric = "symmetric"
+    tight = "tight"
+
+
+def register(app: typer.Typer):
+    app.command("measure")(measure)
+    app.command("evaluate")(evaluate)
+
+
+@handles_errors
+def measure(
+    data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
+    metric: Annotated[Metric, typer.Option(help="Perturbation metric.")] = Metric.linf,
+    epsilon: Annotated[str, typer.Option(help="Budget in [0,1] units (e.g. 0.3 or 8/255).")] = "0.3",
+    alpha: Annotated[float, typer.Option(help="Risk level: the error region has measure >= alpha.")] = 0.01,
+    method: Annotated[Method, typer.Option(help="Region family (best = every family for the metric).")] = Method.best,
+    clusters: Annotated[Optional[int], typer.Option("--clusters", "-T", min=1, help="Boxes or balls T.")] = None,
+    q: Annotated[Optional[float], typer.Option(help="Boxes: fraction of densest points to cover.")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Boxes: tune T over the grid and q by bisection.")] = False,
+    t_grid: Annotated[str, typer.Option(help="Boxes: T grid for --tune.")] = "5,10,15,20,40,75",
+    box: Annotated[Box, typer.Option(help="Boxes: symmetric (paper) or tight (per-coordinate min/max).")] = Box.symmetric,
+    delta: Annotated[float, typer.Option(min=0.0, help="Balls: extra coverage delta.")] = 0.0,
+    protocol: Annotated[Protocol, typer.Option(help="holdout (tune on a validation split) or paper (2019: looks at test).")] = Protocol.holdout,
+    repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts with seeds seed..seed+R-1.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the validation split and k-means.")] = 0,
+    val_fraction: Annotated[float, typer.Option(help="holdout: fraction of train held out for selection.")] = 0.2,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
+    region_out: Annotated[Optional[Path], typer.Option("--region", help="Save the region (HDF5) for `evaluate`.")] = None,
+):
+    """Estimate the concentration of DATA at (alpha, epsilon) with one region family."""
+    eps = parse_floats(epsilon, "--epsilon")
+    if len(eps) != 1:
+        from numbaconc.errors import NumbaconcError
+
+        raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
+    options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats,
+                   t_grid=tuple(int(t) for t in parse_floats(t_grid, "--t-grid")) if tune or clusters is None else None)
+    if metric == Metric.l2:
+        options.update(delta=delta)
+        options.pop("q"), options.pop("box"), options.pop("t_grid")
+        if clusters is None:
+            options["clusters"] = 20
+    with datasets.open_dataset(data) as ds, progress_callback("measure") as progress:
+        result = run_measure(ds, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
+                             protocol=protocol.value, val_fraction=val_fraction, seed=seed,
+                             progress=progress, **options)
+    region = result.pop("_region")
+    if region_out is not None:
+        region.save(region_out)
+    if json_out is not None:
+        write_json(json_out, result)
+    print_result(result)
+    if region_out is not None:
+        console.print(f"region: {region_out}")
+    if json_out is not None:
+        console.print(f"json: {json_out}")
+
+
+def print_result(result: dict):
+    rows = result.get("families") or [result]
+    title = (f"{result['inputs']['dataset']}  {result['metric']}  alpha={result['alpha']:g}  "
+             f"eps={result['epsilon']:g}  protocol={result['protocol']} (selection on {result['selection']})")
+    table = Table(title=title)
+    for col in ("family", "params", "train risk", "train adv", "test risk", "test adv risk", "95 % CI", "valid", "expansion"):
+        table.add_column(col)
+    for row in rows:
+        test, train = row["test"], row["train"]
+        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()
+                           if k in ("clusters", "q", "box", "delta", "component", "power", "repeats"))
+        winner = " *" if row.get("family") == result.get("winner") and "families" in result else ""
+        table.add_row(row["family"] + winner, params, pct(train["risk"]), pct(train["adv_risk"]),
+                      pct(test["risk"], test.get("risk_std")), pct(test["adv_risk"], test.get("adv_risk_std")),
+                      f"[{100 * test['adv_risk_ci'][0]:.2f}, {100 * test['adv_risk_ci'][1]:.2f}] %",
+                      "yes" if row["valid"] else "no (test risk < alpha)",
+                      "exact" if row["exact_expansion"] else "upper bound")
+    console.print(table)
+    truth = result.get("ground_truth")
+    if truth:
+        console.print(f"ground truth ({truth['relation']}): {pct(truth['concentration'])}; "
+                      f"estimate respects it: {truth['estimate_respects_truth']}")
+    console.print(f"time: {result['timings']['total']:.1f} s")
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@handles_errors
+def evaluate(
+    region_file: Annotated[Path, typer.Argument(help="Region saved by `measure --region`.")],
+    data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
+    split: Annotated[str, typer.Option(help="train, test or all.")] = "all",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
+):
+    """Apply a saved region to a dataset: risk and adversarial risk per split."""
+    from numbaconc.evaluate import evaluate_region
+
+    region = Region.load(region_file)
+    with datasets.open_dataset(data) as ds:
+        result = evaluate_region(region, ds, split)
+    if json_out is not None:
+        write_json(json_out, result)
+    table = Table(title=f"{region.kind} region (eps={result['epsilon']:g}, {result['expansion']}) on {ds.name}")
+    for col in ("split", "n", "risk", "adv risk", "adv risk 95 % CI"):
+        table.add_column(col)
+    for name, fig in result["splits"].items():
+        table.add_row(name, str(fig["n"]), pct(fig["risk"]), pct(fig["adv_risk"]),
+                      f"[{100 * fig['adv_risk_ci'][0]:.2f}, {100 * fig['adv_risk_ci'][1]:.2f}] %")
+    console.print(table)

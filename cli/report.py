@@ -1,0 +1,176 @@
+"""``numbaconc reproduce`` and ``numbaconc curve``."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from numbaconc import datasets
+from numbaconc.errors import NumbaconcError
+from numbaconc.measure import FAMILIES, METHODS, versions
+from numbaconc.plots import plot_centers, plot_curve, plot_examples
+from numbaconc.regions import Region
+from numbaconc.report import write_report
+from numbaconc.reproduce import DATASETS, Runner, curve_rows, locate, plan
+
+from .common import console, err_console, handles_errors, parse_floats, progress_callback, write_json
+
+
+class Which(str, Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
+    cifar10 = "cifar10"
+    all = "all"
+
+
+def register(app: typer.Typer):
+    app.command("reproduce")(reproduce)
+    app.command("curve")(curve)
+
+
+def _command_line() -> str:
+    return "numbaconc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _log(message: str):
+    err_console.print(message, highlight=False)
+
+
+@handles_errors
+def reproduce(
+    which: Annotated[Which, typer.Argument(help="Dataset(s) to run the 2019 paper's settings on.")] = Which.mnist,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md, results.json, plots.")] = Path("runs/reproduce"),
+    data_dir: Annotated[Optional[Path], typer.Option(help="A ../shared/data-style folder (fashion-mnist/, cifar-10/). MNIST is bundled.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="One epsilon per metric, short T grid, 3 restarts: every family in a few minutes.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute rows already in results.json.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the validation split and k-means.")] = 0,
+):
+    """Run the paper's tables (both protocols, every family) and write a report."""
+    started = time.perf_counter()
+    names = DATASETS if which == Which.all else (which.value,)
+    runner = Runner(out, force=force, seed=seed, log=_log)
+    notes, pictures = {}, {}
+    for name in names:
+        ds, data_ref, reason = locate(name, data_dir)
+        if ds is None:
+            _log(f"[yellow]skipped[/yellow] {reason}")
+            continue
+        with ds, progress_callback(name) as progress:
+            runner.progress = progress
+            rows = plan(name, quick=quick)
+            for spec in rows:
+                runner.run(spec, ds, data_ref)
+            if data_ref != "mnist":
+                src = datasets.describe(ds)
+                notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "
+                               f"(checksum {src['checksum'][:16]}…).")
+            else:
+                notes[name] = "Data: the bundled MNIST (`mnist`)."
+            pictures[name] = _pictures(runner, name, ds, out)
+    done = list(runner.rows.values())
+    if not done:
+        raise NumbaconcError("no dataset could be run (see the messages above)")
+    info = dict(versions(), cores=os.cpu_count())
+    report = write_report(done, out / "report.md", command=_command_line(), versions=info,
+                          wall_seconds=time.perf_counter() - started, data_notes=notes,
+                          pictures=pictures)
+    console.print(f"report: {report}\nresults: {runner.results_path}")
+
+
+def _pictures(runner: Runner, name: str, ds, out: Path) -> list:
+    """Curves per metric, region centres, and example points (MNIST-like data)."""
+    pics = []
+    rows = [r for r in runner.rows.values() if r["spec"]["dataset"] == name and "error" not in r
+            and r["spec"]["group"] == "table"]
+    for metric in ("linf", "l2"):
+        part = [r for r in rows if r["spec"]["metric"] == metric and r["spec"]["family"] != "pca"]
+        if len({r["spec"]["epsilon"] for r in part}) >= 1 and part:
+            path = plot_curve(part, out / f"{name}-{metric}-curve.png", alpha=part[0]["alpha"],
+                              title=f"{name}, {metric}: adversarial risk against epsilon")
+            pics.append((f"{metric}: adversarial risk against ε", path.name))
+    for family, protocol in (("boxes", "holdout"), ("balls", "holdout")):
+        chosen = [r for r in rows if r["spec"]["family"] == family and r["spec"]["protocol"] == protocol]
+        if not chosen:
+            continue
+        row = chosen[0]
+        region = Region.load(out / row["region_file"])
+        caption = f"{family} centres (ε = {row['spec']['epsilon_text']}, {protocol})"
+        path = plot_centers(region, out / f"{name}-{family}-centres.png", image_shape=ds.image_shape,
+                            title=caption)
+        pics.append((caption, path.name))
+        if family == "boxes" and len(ds.image_shape) == 2:
+            caption = f"test points against the boxes region (ε = {row['spec']['epsilon_text']})"
+            path = plot_examples(region, ds.test.array(), out / f"{name}-examples.png",
+                                 image_shape=ds.image_shape, title=caption)
+            pics.append((caption, path.name))
+    return pics
+
+
+@handles_errors
+def curve(
+    data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
+    metric: Annotated[str, typer.Option(help="linf or l2.")] = "linf",
+    alpha: Annotated[float, typer.Option(help="Risk level.")] = 0.01,
+    epsilon: Annotated[str, typer.Option(help="Comma list in [0,1] units, e.g. 0.1,0.2,0.3 or 2/255,4/255.")] = "0.1,0.2,0.3,0.4",
+    method: Annotated[str, typer.Option(help="One of boxes, balls, halfspace, pca, best (best = every family).")] = "best",
+    protocol: Annotated[str, typer.Option(help="holdout or paper.")] = "holdout",
+    clusters: Annotated[Optional[int], typer.Option("--clusters", "-T", min=1, help="Boxes/balls T (boxes: q is then searched).")] = None,
+    q: Annotated[Optional[float], typer.Option(help="Boxes: fixed q (with --clusters).")] = None,
+    t_grid: Annotated[str, typer.Option(help="Boxes: T grid when tuning.")] = "5,10,15,20",
+    box: Annotated[str, typer.Option(help="Boxes: symmetric or tight.")] = "tight",
+    delta: Annotated[float, typer.Option(min=0.0, help="Balls: extra coverage delta.")] = 0.0,
+    repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for curve.json and curve.png.")] = Path("runs/curve"),
+    force: Annotated[bool, typer.Option("--force", help="Recompute finished rows.")] = False,
+):
+    """Concentration across an epsilon grid: one run, every neighbour list and clustering reused."""
+    from numbaconc.measure import canonical_metric
+
+    metric = canonical_metric(metric)
+    if method not in METHODS:
+        raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    texts = [t.strip() for t in epsilon.split(",") if t.strip()]
+    eps = parse_floats(epsilon, "--epsilon")
+    methods = list(FAMILIES[metric]) + ["best"] if method == "best" else [method]
+    if metric == "linf":
+        options = dict(box=box, repeats=repeats, clusters=clusters, q=q,
+                       t_grid=None if clusters is not None
+                       else tuple(int(t) for t in parse_floats(t_grid, "--t-grid")))
+    else:
+        options = dict(clusters=clusters or 20, delta=delta)
+    runner = Runner(out, force=force, seed=seed, log=_log)
+    with datasets.open_dataset(data) as ds, progress_callback("curve") as progress:
+        runner.progress = progress
+        specs = curve_rows(data, metric=metric, alpha=alpha, epsilons=eps, eps_texts=texts,
+                           methods=methods, protocol=protocol, options=options)
+        rows = [runner.run(spec, ds, data) for spec in specs]
+    good = [r for r in rows if "error" not in r]
+    write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
+    if good:
+        plot_curve(good, out / "curve.png", alpha=alpha,
+                   title=f"{Path(data).stem}, {metric}, alpha={alpha:g}")
+    from rich.table import Table
+
+    from .common import pct
+
+    table = Table(title=f"{data} {metric} alpha={alpha:g} ({protocol})")
+    for col in ("epsilon", "family", "test risk", "test adv risk", "95 % CI", "train adv risk"):
+        table.add_column(col)
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["spec"]["epsilon_text"], row["spec"]["family"], "failed", row["error"], "", "")
+            continue
+        family = row["family"] + (" (best)" if row["spec"]["family"] == "best" else "")
+        t = row["test"]
+        table.add_row(row["spec"]["epsilon_text"], family, pct(t["risk"]), pct(t["adv_risk"], t.get("adv_risk_std")),
+                      f"[{100 * t['adv_risk_ci'][0]:.2f}, {100 * t['adv_risk_ci'][1]:.2f}] %", pct(row["train"]["adv_risk"]))
+    console.print(table)
+    console.print(f"json: {out / 'curve.json'}" + (f"\nplot: {out / 'curve.png'}" if good else ""))

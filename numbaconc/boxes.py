@@ -1,0 +1,142 @@
+"""The l-inf estimator of the 2019 paper (its Algorithm 1): the error region is
+the complement of a union of T boxes grown by eps.
+
+1. density score rho_i = l1 distance to the k-th nearest neighbour (k = 50,
+   the point itself counted as its first neighbour, as the 2019 code does);
+2. dense set D = the floor(q * n) points with the smallest rho (ties by index);
+3. Lloyd's k-means on D with T clusters (l1 assignment, mean update, <= 30
+   iterations, random initial centres drawn from D);
+4. one box per cluster: ``symmetric`` (mean +- max deviation, the paper's) or
+   ``tight`` (per-coordinate min/max of the cluster, same members, less volume);
+5. risk = fraction outside every box grown by eps; adversarial risk = fraction
+   outside every box (an upper bound on the measure of E_eps).
+
+Tuning: for each T, binary search of q keeping the largest q whose risk on the
+selection set is >= alpha, then the (T, q) with the lowest adversarial risk on
+the selection set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .boxes_coverage import box_coverage, boxes_from_clusters
+from .errors import NumbaconcError
+from .kmeans import kmeans
+from .regions import Region, box_region
+
+DEFAULT_T_GRID = (5, 10, 15, 20, 40, 75)
+DENSITY_K = 50
+Q_TOLERANCE = 0.005
+BOX_SHAPES = ("symmetric", "tight")
+
+
+def dense_order(scores: np.ndarray) -> np.ndarray:
+    """Indices sorted by density score, smallest (densest) first; ties by index."""
+    return np.argsort(scores, kind="stable")
+
+
+@dataclass
+class BoxesModel:
+    """Fits box regions on one fitting set, memoising k-means per (T, q, seed),
+    so an epsilon grid or a q search never repeats a clustering."""
+
+    X: np.ndarray            # fitting set, storage units
+    scores: np.ndarray       # density score per row of X
+    scale: float
+    shape: str = "symmetric"
+    kmeans_metric: str = "l1"
+    max_iter: int = 30
+    _order: np.ndarray = field(init=False, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.shape not in BOX_SHAPES:
+            raise NumbaconcError(f"unknown box shape {self.shape!r} (symmetric or tight)")
+        self._order = dense_order(self.scores)
+
+    def n_dense(self, q: float) -> int:
+        return int(math.floor(q * len(self.X)))
+
+    def boxes(self, n_clusters: int, q: float, seed: int):
+        """(centers, half_widths, kmeans result) for T clusters on the top-q dense set."""
+        n_dense = self.n_dense(q)
+        if n_dense < n_clusters:
+            raise NumbaconcError(
+                f"q={q:g} keeps {n_dense} points, fewer than the {n_clusters} clusters"
+            )
+        key = (n_clusters, n_dense, seed)
+        if key not in self._cache:
+            dense_rows = np.sort(self._order[:n_dense])
+            D = np.ascontiguousarray(self.X[dense_rows])
+            km = kmeans(D, n_clusters, metric=self.kmeans_metric, init="random",
+                        max_iter=self.max_iter, random_state=seed)
+            centers, half_widths = boxes_from_clusters(
+                D, km.labels, n_clusters, centers=km.centers, shape=self.shape
+            )
+            self._cache[key] = (centers, half_widths, km)
+        return self._cache[key]
+
+    def region(self, n_clusters: int, q: float, seed: int, epsilon: float) -> Region:
+        centers, half_widths, km = self.boxes(n_clusters, q, seed)
+        meta = dict(n_clusters=n_clusters, q=q, seed=seed, n_dense=self.n_dense(q),
+                    kmeans_iterations=km.n_iter, kmeans_converged=bool(km.converged))
+        return box_region(centers, half_widths, epsilon=epsilon, scale=self.scale,
+                          shape=self.shape, meta=meta)
+
+
+def evaluate_boxes(centers, half_widths, X, epsilon) -> dict:
+    inside, inside_grown = box_coverage(X, centers, half_widths, epsilon)
+    n = len(inside)
+    return dict(n=n, risk=float((~inside_grown).sum()) / n, adv_risk=float((~inside).sum()) / n)
+
+
+def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsilon: float,
+             seed: int, q_tol: float = Q_TOLERANCE) -> dict:
+    """Largest q in (0, 1) whose selection-set risk is >= alpha (bisection to q_tol).
+
+    Risk falls as q grows (more points inside the boxes), so the feasible q
+    form an interval starting at 0 (up to k-means noise).
+    """
+    lo, hi = 0.0, 1.0
+    best = None
+    trace = []
+    min_q = n_clusters / len(model.X)
+    while hi - lo > q_tol:
+        mid = 0.5 * (lo + hi)
+        if mid < min_q:  # too few dense points for T clusters: treat as infeasible-small
+            lo = mid
+            continue
+        centers, half_widths, _ = model.boxes(n_clusters, mid, seed)
+        figures = evaluate_boxes(centers, half_widths, X_select, epsilon)
+        trace.append(dict(q=mid, **figures))
+        if figures["risk"] >= alpha:
+            lo = mid
+            best = dict(q=mid, **figures)
+        else:
+            hi = mid
+    if best is None:
+        return dict(n_clusters=n_clusters, q=None, risk=None, adv_risk=None, trace=trace)
+    return dict(n_clusters=n_clusters, **best, trace=trace)
+
+
+def tune_boxes(model: BoxesModel, X_select, *, alpha: float, epsilon: float, seed: int,
+               t_grid=DEFAULT_T_GRID, q_tol: float = Q_TOLERANCE, progress=None) -> dict:
+    """For every T in the grid, search q; pick the (T, q) with the lowest
+    selection-set adversarial risk."""
+    table = []
+    for i, n_clusters in enumerate(t_grid):
+        if n_clusters > len(model.X):
+            continue
+        table.append(search_q(model, X_select, n_clusters=n_clusters, alpha=alpha,
+                              epsilon=epsilon, seed=seed, q_tol=q_tol))
+        if progress is not None:
+            progress(i + 1, len(t_grid))
+    feasible = [row for row in table if row["q"] is not None]
+    if not feasible:
+        raise NumbaconcError(f"no (T, q) reached risk >= alpha={alpha:g} on the selection set")
+    best = min(feasible, key=lambda row: (row["adv_risk"], row["n_clusters"]))
+    return dict(n_clusters=best["n_clusters"], q=best["q"], table=table)

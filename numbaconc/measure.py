@@ -1,0 +1,402 @@
+"""Measure concentration: fit an error-region family, report risk and
+adversarial risk on the fitting, selection and test sets.
+
+Two protocols, named in every output:
+
+- ``holdout`` (default): a seeded validation split is carved from the training
+  set. Regions are fitted on the rest, every choice (q, T, the winning
+  direction, the winning family) is made on the validation split, and the test
+  set is touched only to report.
+- ``paper``: the 2019 protocol, kept for reproduction. Regions are fitted on
+  the whole training set and the boxes' (T, q) and the best family are chosen
+  by looking at the test set (which leaks; half-space directions are chosen on
+  the training set as Prescott et al. do).
+
+All figures are fractions. Test figures carry 95 % Clopper-Pearson intervals
+(test sampling error only; with restarts, the spread over restarts is the std).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
+from .datasets import Dataset, Split
+from .errors import NumbaconcError
+from .knn import cached_knn
+from .regions import Region, ball_region, halfspace_region
+from .stats import clopper_pearson
+
+PROTOCOLS = ("holdout", "paper")
+METHODS = ("boxes", "balls", "halfspace", "pca", "best")
+FAMILIES = {"linf": ("boxes", "halfspace"), "l2": ("balls", "halfspace")}
+METRIC_NAMES = {"linf": "linf", "l-inf": "linf", "inf": "linf", "chebyshev": "linf",
+                "l2": "l2", "euclidean": "l2"}
+
+
+def versions() -> dict:
+    import numba
+
+    return dict(numbaconc=__version__, numba=numba.__version__, numpy=np.__version__,
+                python=platform.python_version(), machine=platform.machine(),
+                processor=_cpu_name())
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@dataclass
+class Estimate:
+    """One family's result: figures per set (mean over restarts), the region
+    of the first restart, and everything needed to reproduce it."""
+
+    family: str
+    method: str
+    metric: str
+    alpha: float
+    epsilon: float                     # [0, 1] units
+    protocol: str
+    params: dict
+    region: Region
+    figures: dict                      # set name -> dict(risk, adv_risk, ...)
+    repeats: list = field(default_factory=list)
+    tuning: dict | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        """The headline (test adversarial risk) counts only if test risk >= alpha."""
+        return self.figures["test"]["risk"] >= self.alpha
+
+    def to_dict(self) -> dict:
+        out = dict(family=self.family, method=self.method, metric=self.metric, alpha=self.alpha,
+                   epsilon=self.epsilon, protocol=self.protocol, params=self.params,
+                   exact_expansion=self.region.exact, valid=self.valid,
+                   region=self.region.summary(), timings=self.timings)
+        out.update(self.figures)
+        if len(self.repeats) > 1:
+            out["repeats"] = self.repeats
+        if self.tuning is not None:
+            out["tuning"] = self.tuning
+        return out
+
+
+class Concentration:
+    """One dataset under one protocol: holds the splits and every cache
+    (neighbour lists, k-means fits), so many (family, alpha, epsilon) queries
+    share the expensive steps."""
+
+    def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
+                 val_fraction: float = 0.2, seed: int = 0, progress=None):
+        if protocol not in PROTOCOLS:
+            raise NumbaconcError(f"unknown protocol {protocol!r} (holdout or paper)")
+        if not 0.0 < val_fraction < 1.0:
+            raise NumbaconcError(f"validation fraction must be in (0, 1), got {val_fraction}")
+        self.ds = dataset
+        self.protocol = protocol
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.progress = progress
+        self.scale = dataset.scale
+        train = dataset.train.array()
+        self.X_test = dataset.test.array()
+        if len(self.X_test) == 0:
+            raise NumbaconcError(f"{dataset.path}: the test set is empty")
+        if protocol == "holdout":
+            n = len(train)
+            perm = np.random.default_rng(seed).permutation(n)
+            n_val = int(round(val_fraction * n))
+            if n_val < 1 or n - n_val < 2:
+                raise NumbaconcError(f"training set of {n} rows is too small to hold out {val_fraction}")
+            self.fit_rows = np.sort(perm[n_val:])
+            self.val_rows = np.sort(perm[:n_val])
+            self.X_fit = np.ascontiguousarray(train[self.fit_rows])
+            self.X_select = np.ascontiguousarray(train[self.val_rows])
+            self.select_name = "validation"
+        else:
+            self.fit_rows = None
+            self.val_rows = None
+            self.X_fit = train
+            self.X_select = self.X_test
+            self.select_name = "test"
+        self._fit_view = dataset if self.fit_rows is None else _SubsetView(dataset, self.fit_rows,
+                                                                          self.X_fit)
+        self._boxes: dict = {}
+        self._knn: dict = {}
+        self._runs: dict = {}
+        self.timings: dict = {}
+
+    # ------------------------------------------------------------ helpers
+    def _tick(self, stage: str, start: float):
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def neighbours(self, metric: str, k: int):
+        key = (metric, k)
+        if key not in self._knn:
+            t0 = time.perf_counter()
+            result, _ = cached_knn(self._fit_view, k, metric=metric, split="train",
+                                   include_self=True, progress=self.progress)
+            self._knn[key] = result
+            self._tick(f"knn_{metric}", t0)
+        return self._knn[key]
+
+    def to_storage(self, epsilon: float) -> float:
+        return float(epsilon) / self.scale
+
+    def _figures(self, region: Region) -> dict:
+        sets = {"train": self.X_fit, "test": self.X_test}
+        if self.protocol == "holdout":
+            sets["validation"] = self.X_select
+        return {name: region.evaluate(X) for name, X in sets.items()}
+
+    def _estimate(self, family, method, metric, alpha, epsilon, params, regions, tuning=None,
+                  timings=None) -> Estimate:
+        t0 = time.perf_counter()
+        per_repeat = [self._figures(r) for r in regions]
+        self._tick("evaluate", t0)
+        figures = {}
+        for name in per_repeat[0]:
+            rows = [f[name] for f in per_repeat]
+            risk = np.array([r["risk"] for r in rows])
+            adv = np.array([r["adv_risk"] for r in rows])
+            n = rows[0]["n"]
+            fig = dict(n=n, risk=float(risk.mean()), adv_risk=float(adv.mean()))
+            if len(rows) > 1:
+                fig.update(risk_std=float(risk.std()), adv_risk_std=float(adv.std()))
+            if name == "test":
+                fig["risk_ci"] = list(clopper_pearson(int(round(fig["risk"] * n)), n))
+                fig["adv_risk_ci"] = list(clopper_pearson(int(round(fig["adv_risk"] * n)), n))
+            figures[name] = fig
+        repeats = [{name: dict(risk=f[name]["risk"], adv_risk=f[name]["adv_risk"]) for name in f}
+                   for f in per_repeat]
+        return Estimate(family=family, method=method, metric=metric, alpha=alpha, epsilon=epsilon,
+                        protocol=self.protocol, params=params, region=regions[0], figures=figures,
+                        repeats=repeats, tuning=tuning, timings=dict(timings or {}))
+
+    # ------------------------------------------------------------ families
+    def boxes(self, *, alpha, epsilon, clusters=None, q=None, box="symmetric", repeats=1,
+              t_grid=DEFAULT_T_GRID, density_k=DENSITY_K, max_iter=30) -> Estimate:
+        """Complement of T boxes (l-inf). Fixed (T, q); or T fixed and q searched;
+        or both tuned over ``t_grid`` (selection set decides)."""
+        _check_alpha_eps(alpha, epsilon)
+        if q is not None and not 0.0 < q < 1.0 + 1e-12:
+            raise NumbaconcError(f"q must be in (0, 1], got {q}")
+        if q is not None and clusters is None:
+            raise NumbaconcError("--q needs --clusters (or use --tune)")
+        eps = self.to_storage(epsilon)
+        model = self._boxes_model(box, density_k, max_iter)
+        timings = {}
+        t0 = time.perf_counter()
+        tuning = None
+        if clusters is not None and q is not None:
+            chosen_t, chosen_q = int(clusters), float(q)
+        elif clusters is not None:
+            found = search_q(model, self.X_select, n_clusters=int(clusters), alpha=alpha,
+                             epsilon=eps, seed=self.seed)
+            if found["q"] is None:
+                raise NumbaconcError(f"no q reached risk >= alpha with T={clusters}")
+            chosen_t, chosen_q, tuning = int(clusters), found["q"], dict(table=[found])
+        else:
+            tuning = tune_boxes(model, self.X_select, alpha=alpha, epsilon=eps, seed=self.seed,
+                                t_grid=t_grid)
+            chosen_t, chosen_q = tuning["n_clusters"], tuning["q"]
+        timings["tune"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        regions = [model.region(chosen_t, chosen_q, self.seed + r, eps) for r in range(repeats)]
+        timings["fit"] = time.perf_counter() - t0
+        params = dict(clusters=chosen_t, q=chosen_q, box=box, repeats=repeats, seed=self.seed,
+                      density_k=density_k, kmeans_metric="l1", max_iter=max_iter,
+                      tuned=tuning is not None)
+        if tuning is not None:
+            tuning = dict(selection=self.select_name,
+                          table=[{k: v for k, v in row.items() if k != "trace"}
+                                 for row in tuning["table"]])
+        return self._estimate("boxes", "boxes", "linf", alpha, epsilon, params, regions, tuning,
+                              timings)
+
+    def _boxes_model(self, box, density_k, max_iter) -> BoxesModel:
+        key = (box, density_k, max_iter)
+        if key not in self._boxes:
+            if density_k >= len(self.X_fit):
+                raise NumbaconcError(f"density k={density_k} needs more than {len(self.X_fit)} points")
+            scores = self.neighbours("l1", density_k).distances[:, density_k - 1]
+            self._boxes[key] = BoxesModel(self.X_fit, scores, self.scale, shape=box,
+                                          max_iter=max_iter)
+        return self._boxes[key]
+
+    def balls(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None) -> Estimate:
+        """Union of T balls placed greedily (l2), the paper's Algorithm 2."""
+        from .balls import fit_balls
+
+        _check_alpha_eps(alpha, epsilon)
+        if delta < 0:
+            raise NumbaconcError(f"delta must be >= 0, got {delta}")
+        n = len(self.X_fit)
+        k = n_neighbors or min(n, 2 * math.ceil(alpha * n * (1 + delta)))
+        knn = self.neighbours("l2", k)
+        t0 = time.perf_counter()
+        fit = fit_balls(self.X_fit, alpha, self.to_storage(epsilon), int(clusters), delta=delta,
+                        neighbors=knn, progress=self.progress)
+        timings = dict(fit=time.perf_counter() - t0)
+        region = ball_region(fit.centers, fit.radii_sq, epsilon=self.to_storage(epsilon),
+                             scale=self.scale, meta=dict(n_balls=int(clusters), delta=delta))
+        params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
+                      n_neighbors=k)
+        return self._estimate("balls", "balls", "l2", alpha, epsilon, params, [region],
+                              timings=timings)
+
+    def halfspace(self, *, alpha, epsilon, metric, method="search", n_components=None) -> Estimate:
+        """Half-space: ``pca`` (top principal component, Gilmer et al.) or
+        ``search`` (Prescott et al. direction search)."""
+        from .halfspace import fit_halfspace
+
+        _check_alpha_eps(alpha, epsilon)
+        t0 = time.perf_counter()
+        select = self.X_select if self.protocol == "holdout" else None
+        fit = fit_halfspace(self.X_fit, alpha, self.to_storage(epsilon), metric=metric,
+                            method=method, n_components=n_components, X_select=select,
+                            progress=self.progress)
+        timings = dict(fit=time.perf_counter() - t0)
+        region = halfspace_region(fit.w, fit.b, metric=metric, epsilon=self.to_storage(epsilon),
+                                  scale=self.scale,
+                                  meta=dict(method=method, component=fit.component, power=fit.power))
+        params = dict(method=method, component=int(fit.component), power=float(fit.power),
+                      n_components=n_components)
+        family = "pca" if method == "pca" else "halfspace"
+        return self._estimate(family, family, metric, alpha, epsilon, params, [region],
+                              timings=timings)
+
+    def run(self, method: str, *, metric: str, alpha: float, epsilon: float, **options):
+        """One method by name; ``best`` returns (winner, all estimates).
+        Results are memoised, so ``best`` after a family (or a rerun) is free."""
+        metric = canonical_metric(metric)
+        key = (method, metric, alpha, epsilon, tuple(sorted(
+            (k, v) for k, v in options.items() if v is not None)))
+        if key not in self._runs:
+            self._runs[key] = self._run(method, metric=metric, alpha=alpha, epsilon=epsilon,
+                                        **options)
+        return self._runs[key]
+
+    def _run(self, method: str, *, metric: str, alpha: float, epsilon: float, **options):
+        if method not in METHODS:
+            raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+        if method == "boxes":
+            if metric != "linf":
+                raise NumbaconcError("boxes are the l-inf family: use --metric linf")
+            return self.boxes(alpha=alpha, epsilon=epsilon, **_pick(options, (
+                "clusters", "q", "box", "repeats", "t_grid", "density_k")))
+        if method == "balls":
+            if metric != "l2":
+                raise NumbaconcError("balls are the l2 family: use --metric l2")
+            return self.balls(alpha=alpha, epsilon=epsilon, **_pick(options, (
+                "clusters", "delta", "n_neighbors")))
+        if method in ("halfspace", "pca"):
+            return self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
+                                  method="pca" if method == "pca" else "search",
+                                  **_pick(options, ("n_components",)))
+        return self.best(metric=metric, alpha=alpha, epsilon=epsilon, **options)
+
+    def best(self, *, metric, alpha, epsilon, **options):
+        """Every family that applies to the metric; the winner has the lowest
+        selection-set adversarial risk among those whose selection risk >= alpha."""
+        estimates = [self.run(family, metric=metric, alpha=alpha, epsilon=epsilon, **options)
+                     for family in FAMILIES[metric]]
+        sel = self.select_name
+        feasible = [e for e in estimates if e.figures[sel]["risk"] >= alpha] or estimates
+        winner = min(feasible, key=lambda e: e.figures[sel]["adv_risk"])
+        return winner, estimates
+
+
+class _SubsetView:
+    """What the neighbour cache needs of a dataset (``checksum``, ``split``),
+    for the fitting subset of the training set: its own checksum (derived from
+    the dataset's and the row indices) keys its own cache entry."""
+
+    def __init__(self, dataset: Dataset, rows: np.ndarray, X: np.ndarray):
+        digest = hashlib.sha256(dataset.checksum.encode())
+        digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+        self.checksum = digest.hexdigest()
+        self.train = Split("train", X, None)
+
+    def split(self, name: str) -> Split:
+        return self.train
+
+
+def canonical_metric(metric: str) -> str:
+    try:
+        return METRIC_NAMES[metric.lower()]
+    except KeyError:
+        raise NumbaconcError(f"unknown metric {metric!r} (linf or l2)") from None
+
+
+def _pick(options: dict, names) -> dict:
+    return {k: v for k, v in options.items() if k in names and v is not None}
+
+
+def _check_alpha_eps(alpha, epsilon):
+    if not 0.0 < alpha < 1.0:
+        raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
+    if epsilon < 0:
+        raise NumbaconcError(f"epsilon must be >= 0, got {epsilon}")
+
+
+def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, method: str,
+            protocol: str = "holdout", val_fraction: float = 0.2, seed: int = 0,
+            progress=None, **options) -> dict:
+    """One measurement, as the CLI's ``measure`` prints and saves it.
+
+    Returns a JSON-ready dict; ``result["_region"]`` holds the winning Region.
+    """
+    t0 = time.perf_counter()
+    conc = Concentration(dataset, protocol=protocol, val_fraction=val_fraction, seed=seed,
+                         progress=progress)
+    outcome = conc.run(method, metric=metric, alpha=alpha, epsilon=epsilon, **options)
+    if method == "best":
+        winner, estimates = outcome
+    else:
+        winner, estimates = outcome, [outcome]
+    result = dict(
+        inputs=dict(dataset=dataset.name, path=str(dataset.path), checksum=dataset.checksum,
+                    metric=canonical_metric(metric), alpha=alpha, epsilon=epsilon, method=method,
+                    protocol=protocol, seed=seed,
+                    val_fraction=val_fraction if protocol == "holdout" else None,
+                    options={k: v for k, v in options.items() if v is not None}),
+        selection=conc.select_name,
+        **winner.to_dict(),
+    )
+    if method == "best":
+        result["winner"] = winner.family
+        result["families"] = [e.to_dict() for e in estimates]
+    truth = _ground_truth(dataset, alpha, conc.to_storage(epsilon), canonical_metric(metric))
+    if truth is not None:
+        # a valid estimate can sit above the truth, never clearly below it
+        upper = result["test"]["adv_risk_ci"][1]
+        truth["estimate_respects_truth"] = bool(upper >= truth["concentration"])
+        result["ground_truth"] = truth
+    result["timings"] = dict(conc.timings, total=time.perf_counter() - t0)
+    result["versions"] = versions()
+    result["_region"] = winner.region
+    return result
+
+
+def _ground_truth(dataset, alpha, eps_storage, metric):
+    try:
+        from .synth import ground_truth
+    except ImportError:
+        return None
+    return ground_truth(dataset, alpha, eps_storage, metric)

@@ -1,0 +1,163 @@
+"""Error regions: what an estimator returns, saves, and re-applies to any data.
+
+Every region answers, for a block of points X (storage units), two masks:
+``in_error`` (x in E) and ``in_expanded`` (x in E_eps, or in the upper bound
+of E_eps the family counts). Risk = mean of the first, adversarial risk = mean
+of the second.
+
+| family    | E                                      | counted E_eps              | exact?      |
+|-----------|----------------------------------------|----------------------------|-------------|
+| boxes     | outside every box grown by eps (l-inf) | outside every box          | upper bound |
+| balls     | inside some ball (l2)                  | inside some ball grown eps | exact       |
+| halfspace | w.x >= b                               | w.x >= b - eps*||w||_*     | exact       |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .datasets import atomic_path
+from .errors import NumbaconcError
+
+REGION_FORMAT = 1
+
+
+@dataclass
+class Region:
+    """Base: ``epsilon`` and arrays are in storage units of data with ``scale``."""
+
+    kind: str
+    metric: str
+    epsilon: float
+    scale: float
+    n_features: int
+    arrays: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    # -- membership ------------------------------------------------------
+    def masks(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(in_error, in_expanded) for every row of X."""
+        X = _as_2d(X, self.n_features)
+        if self.kind == "boxes":
+            from .boxes_coverage import box_coverage
+
+            inside, inside_grown = box_coverage(
+                X, self.arrays["centers"], self.arrays["half_widths"], self.epsilon
+            )
+            return ~inside_grown, ~inside
+        if self.kind == "balls":
+            from .balls import ball_coverage
+
+            inside, inside_grown = ball_coverage(
+                X, self.arrays["centers"], self.arrays["radii_sq"], self.epsilon
+            )
+            return inside, inside_grown
+        if self.kind == "halfspace":
+            from .halfspace import halfspace_coverage
+
+            w = self.arrays["w"]
+            return halfspace_coverage(X, w, float(self.arrays["b"]), self.shift)
+        raise NumbaconcError(f"unknown region kind {self.kind!r}")
+
+    @property
+    def shift(self) -> float:
+        """Half-space threshold shift eps * ||w||_* (dual norm of the metric)."""
+        w = self.arrays["w"]
+        dual = np.abs(w).sum() if self.metric == "linf" else np.sqrt(np.dot(w, w))
+        return float(self.epsilon * dual)
+
+    @property
+    def exact(self) -> bool:
+        return self.kind != "boxes"
+
+    def evaluate(self, X) -> dict:
+        """Counts and fractions of E and (counted) E_eps on X."""
+        in_error, in_expanded = self.masks(X)
+        n = len(in_error)
+        k_err, k_adv = int(in_error.sum()), int(in_expanded.sum())
+        return dict(n=n, n_risk=k_err, n_adv=k_adv,
+                    risk=k_err / n if n else float("nan"),
+                    adv_risk=k_adv / n if n else float("nan"))
+
+    # -- persistence -----------------------------------------------------
+    def save(self, path) -> Path:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs.update(kind=self.kind, metric=self.metric, epsilon=self.epsilon,
+                               scale=self.scale, n_features=self.n_features,
+                               format_version=REGION_FORMAT)
+                for key, value in self.arrays.items():
+                    f.create_dataset(key, data=np.asarray(value))
+                meta = f.create_group("meta")
+                for key, value in self.meta.items():
+                    if value is not None:
+                        meta.attrs[key] = value
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Region":
+        path = Path(path)
+        if not path.is_file():
+            raise NumbaconcError(f"{path}: no such region file")
+        try:
+            with h5py.File(path, "r") as f:
+                if "kind" not in f.attrs:
+                    raise NumbaconcError(f"{path}: not a numbaconc region file")
+                arrays = {key: np.asarray(f[key][()]) for key in f if key != "meta"}
+                meta = dict(f["meta"].attrs) if "meta" in f else {}
+                return cls(kind=str(f.attrs["kind"]), metric=str(f.attrs["metric"]),
+                           epsilon=float(f.attrs["epsilon"]), scale=float(f.attrs["scale"]),
+                           n_features=int(f.attrs["n_features"]), arrays=arrays,
+                           meta={k: _plain(v) for k, v in meta.items()})
+        except OSError as exc:
+            raise NumbaconcError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+    def summary(self) -> dict:
+        out = dict(kind=self.kind, metric=self.metric, epsilon=self.epsilon * self.scale,
+                   exact_expansion=self.exact)
+        if self.kind in ("boxes", "balls"):
+            out["n_parts"] = int(len(self.arrays["centers"]))
+        return out
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def _as_2d(X, n_features: int):
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise NumbaconcError(
+            f"data has shape {tuple(X.shape)} but the region was fitted on {n_features} features"
+        )
+    return X
+
+
+def box_region(centers, half_widths, *, epsilon, scale, shape, meta=None) -> Region:
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return Region("boxes", "linf", float(epsilon), float(scale), centers.shape[1],
+                  dict(centers=centers, half_widths=np.ascontiguousarray(half_widths, np.float64)),
+                  dict(meta or {}, box=shape))
+
+
+def ball_region(centers, radii_sq, *, epsilon, scale, meta=None) -> Region:
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
+    return Region("balls", "l2", float(epsilon), float(scale), centers.shape[1],
+                  dict(centers=centers, radii_sq=radii_sq, radii=np.sqrt(radii_sq)), dict(meta or {}))
+
+
+def halfspace_region(w, b, *, metric, epsilon, scale, meta=None) -> Region:
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    return Region("halfspace", metric, float(epsilon), float(scale), len(w),
+                  dict(w=w, b=np.float64(b)), dict(meta or {}))

@@ -1,0 +1,269 @@
+"""The paper's tables and concentration curves in one run, resumable.
+
+A run is a list of rows (dataset, metric, alpha, epsilon, family, protocol,
+options). Each finished row is written to ``results.json`` at once (atomic
+rewrite), so Ctrl-C or a crash loses nothing already computed and a rerun
+skips finished rows unless ``force``. Every row carries the one
+``numbaconc measure`` command that regenerates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from . import datasets
+from .datasets import atomic_path
+from .errors import NumbaconcError
+from .measure import Concentration, versions
+
+RESULTS_FORMAT = 1
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+SOURCES = {  # where each dataset lives in a ../shared/data-style folder
+    "mnist": ("mnist", "mnist"),
+    "fashion-mnist": ("fashion-mnist", "fashion-mnist"),
+    "cifar10": ("cifar10", "cifar-10/cifar10.npz"),
+}
+T_GRIDS = {"mnist": (5, 10, 15, 20), "fashion-mnist": (5, 10, 15, 20), "cifar10": (10, 20, 40, 75)}
+
+
+def reference_figures() -> dict:
+    return json.loads(resources.files("numbaconc").joinpath("reference_figures.json").read_text())
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    dataset: str
+    metric: str
+    alpha: float
+    epsilon: float
+    epsilon_text: str
+    family: str                 # boxes | balls | halfspace | pca | best
+    protocol: str               # paper | holdout
+    options: tuple = ()         # sorted (name, value) pairs passed to Concentration.run
+    group: str = "table"        # table | defence | curve
+    paper: tuple = ()           # reference figures (name, value) for the report
+
+    @property
+    def opts(self) -> dict:
+        return dict(self.options)
+
+    @property
+    def key(self) -> str:
+        text = json.dumps([self.dataset, self.metric, self.alpha, round(self.epsilon, 10),
+                           self.family, self.protocol, list(self.options)])
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def command(self, data_ref: str) -> str:
+        opts = self.opts
+        parts = ["numbaconc measure", data_ref, f"--metric {self.metric}",
+                 f"--epsilon {self.epsilon_text}", f"--alpha {self.alpha:g}",
+                 f"--method {self.family}", f"--protocol {self.protocol}"]
+        if opts.get("clusters") is not None:
+            parts.append(f"--clusters {opts['clusters']}")
+        if opts.get("q") is not None:
+            parts.append(f"--q {opts['q']:g}")
+        if opts.get("t_grid"):
+            parts.append("--tune --t-grid " + ",".join(map(str, opts["t_grid"])))
+        if opts.get("box") and self.family in ("boxes", "best") and self.metric == "linf":
+            parts.append(f"--box {opts['box']}")
+        if opts.get("repeats", 1) > 1:
+            parts.append(f"--repeats {opts['repeats']}")
+        if opts.get("delta") and self.metric == "l2":
+            parts.append(f"--delta {opts['delta']:g}")
+        return " ".join(parts)
+
+
+def _opts(**kwargs) -> tuple:
+    return tuple(sorted((k, v) for k, v in kwargs.items() if v is not None))
+
+
+def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
+    """The 2019 paper's settings for one dataset, both protocols, every family."""
+    ref = reference_figures()
+    rows: list[RowSpec] = []
+    grid = T_GRIDS[dataset][:2] if quick else T_GRIDS[dataset]
+    repeats = 3 if quick else 10
+    if dataset in ("mnist", "cifar10"):
+        linf = [r for r in ref["table1_linf_boxes"] if r["dataset"] == dataset]
+        l2 = [r for r in ref["table3_l2_balls"] if r["dataset"] == dataset]
+        if quick:
+            linf, l2 = linf[2:3], l2[:1]
+        for r in linf:
+            common = dict(dataset=dataset, metric="linf", alpha=r["alpha"], epsilon=r["epsilon"],
+                          epsilon_text=r["epsilon_text"])
+            paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], adv_risk_std=r["adv_risk_std"])
+            rows.append(RowSpec(**common, family="boxes", protocol="paper", paper=paper,
+                                options=_opts(clusters=r["clusters"], q=r["q"], box="symmetric",
+                                              repeats=repeats)))
+            rows.extend(_holdout_rows(common, "linf", grid, paper))
+        for r in l2:
+            common = dict(dataset=dataset, metric="l2", alpha=r["alpha"], epsilon=r["epsilon"],
+                          epsilon_text=r["epsilon_text"])
+            paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], pca_adv_risk=r["pca_adv_risk"])
+            rows.append(RowSpec(**common, family="balls", protocol="paper", paper=paper,
+                                options=_opts(clusters=r["clusters"], delta=r["delta"])))
+            rows.append(RowSpec(**common, family="pca", protocol="paper", paper=paper))
+            rows.extend(_holdout_rows(common, "l2", grid, paper, clusters=r["clusters"],
+                                      delta=r["delta"]))
+        for r in ref["defences"]:
+            if r["dataset"] != dataset or quick:
+                continue
+            common = dict(dataset=dataset, metric=r["metric"], alpha=r["alpha"],
+                          epsilon=r["epsilon"], epsilon_text=r["epsilon_text"], group="defence")
+            paper = _opts(risk=r["paper_risk"], adv_risk=r["paper_adv_risk"],
+                          defence=r["defence"], defence_risk=r["defence_risk"],
+                          defence_adv_risk=r["defence_adv_risk"])
+            rows.append(RowSpec(**common, family="best", protocol="holdout", paper=paper,
+                                options=_family_options(r["metric"], grid, r.get("clusters"),
+                                                        0.25 if dataset == "mnist" else 0.0)))
+    else:  # fashion-mnist: no paper figures; the same families at alpha = 0.05
+        settings = ref["fashion_mnist_settings"]
+        for metric in ("linf", "l2"):
+            eps_list = settings[metric]["epsilons"][:1] if quick else settings[metric]["epsilons"]
+            for eps in eps_list:
+                common = dict(dataset=dataset, metric=metric, alpha=settings[metric]["alpha"],
+                              epsilon=eps, epsilon_text=f"{eps:g}")
+                rows.extend(_holdout_rows(common, metric, grid, (), clusters=20, delta=0.25))
+    return rows
+
+
+def _family_options(metric, grid, clusters=None, delta=None) -> tuple:
+    if metric == "linf":
+        return _opts(box="tight", t_grid=tuple(grid))
+    return _opts(clusters=clusters or 20, delta=delta)
+
+
+def _holdout_rows(common, metric, grid, paper, clusters=None, delta=None) -> list[RowSpec]:
+    main = "boxes" if metric == "linf" else "balls"
+    family_opts = _family_options(metric, grid, clusters, delta)
+    return [
+        RowSpec(**common, family=main, protocol="holdout", paper=paper, options=family_opts),
+        RowSpec(**common, family="halfspace", protocol="holdout", paper=paper),
+        RowSpec(**common, family="best", protocol="holdout", paper=paper, options=family_opts),
+    ]
+
+
+# ----------------------------------------------------------------- running
+
+
+class Runner:
+    """Runs rows against opened datasets, keeping results in ``results.json``."""
+
+    def __init__(self, out_dir: Path, *, force: bool = False, seed: int = 0, log=print,
+                 progress=None):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "regions").mkdir(exist_ok=True)
+        self.results_path = self.out_dir / "results.json"
+        self.force = force
+        self.seed = seed
+        self.log = log
+        self.progress = progress
+        self.rows: dict = {}
+        if self.results_path.exists() and not force:
+            try:
+                saved = json.loads(self.results_path.read_text())
+                self.rows = {row["key"]: row for row in saved.get("rows", [])}
+            except (json.JSONDecodeError, KeyError):
+                raise NumbaconcError(f"{self.results_path}: unreadable; remove it or pass --force") from None
+        self._contexts: dict = {}
+
+    def context(self, ds, protocol) -> Concentration:
+        key = (str(ds.path), protocol)
+        if key not in self._contexts:
+            self._contexts[key] = Concentration(ds, protocol=protocol, seed=self.seed,
+                                                progress=self.progress)
+        return self._contexts[key]
+
+    def run(self, spec: RowSpec, ds, data_ref: str) -> dict:
+        if spec.key in self.rows and "error" not in self.rows[spec.key]:
+            self.log(f"skip (done): {spec.dataset} {spec.metric} eps={spec.epsilon_text} "
+                     f"{spec.family} {spec.protocol}")
+            return self.rows[spec.key]
+        self.log(f"run: {spec.dataset} {spec.metric} eps={spec.epsilon_text} {spec.family} "
+                 f"{spec.protocol}")
+        t0 = time.perf_counter()
+        row = dict(key=spec.key, spec=_spec_dict(spec), command=spec.command(data_ref))
+        try:
+            conc = self.context(ds, spec.protocol)
+            outcome = conc.run(spec.family, metric=spec.metric, alpha=spec.alpha,
+                               epsilon=spec.epsilon, **spec.opts)
+            if spec.family == "best":
+                winner, estimates = outcome
+                row.update(winner.to_dict(), winner=winner.family,
+                           families=[e.to_dict() for e in estimates])
+            else:
+                winner = outcome
+                row.update(winner.to_dict())
+            region_path = self.out_dir / "regions" / f"{spec.key}.h5"
+            winner.region.save(region_path)
+            row["region_file"] = str(region_path.relative_to(self.out_dir))
+        except NumbaconcError as exc:
+            row["error"] = str(exc)
+            self.log(f"  failed: {exc}")
+        row["wall_seconds"] = time.perf_counter() - t0
+        self.rows[spec.key] = row
+        self.save()
+        return row
+
+    def save(self):
+        payload = dict(format_version=RESULTS_FORMAT, versions=versions(),
+                       rows=list(self.rows.values()))
+        with atomic_path(self.results_path) as tmp:
+            tmp.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
+
+
+def _spec_dict(spec: RowSpec) -> dict:
+    out = asdict(spec)
+    out["options"] = dict(spec.options)
+    out["paper"] = dict(spec.paper)
+    return out
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path, tuple)):
+        return str(value) if isinstance(value, Path) else list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ----------------------------------------------------------------- datasets
+
+
+def locate(name: str, data_dir: Path | None):
+    """Open dataset ``name``: bundled MNIST, else imported from ``data_dir``
+    (a ../shared/data-style folder) into the cache. None (with a reason) if absent."""
+    kind, rel = SOURCES[name]
+    src = Path(data_dir) / rel if data_dir is not None else None
+    if src is None or not src.exists():
+        if name == "mnist":  # bundled: the same bytes as ../shared/data/mnist
+            return datasets.open_dataset("mnist"), "mnist", None
+        if src is None:
+            return None, None, f"{name}: no --data-dir given (only MNIST is bundled)"
+        return None, None, f"{name}: {src} not found"
+    files = sorted(src.glob("*.gz")) if src.is_dir() else [src]
+    checksum = datasets.file_sha256(files)
+    out = datasets.cache_dir() / f"{name}-{checksum[:16]}.h5"
+    if not out.exists():
+        datasets.import_dataset(kind, src, out, name=name)
+    return datasets.open_dataset(out), f"{name}.h5", None
+
+
+def curve_rows(dataset_name: str, *, metric: str, alpha: float, epsilons, eps_texts,
+               methods, protocol: str, options: dict) -> list[RowSpec]:
+    """One row per (epsilon, method), for ``numbaconc curve``."""
+    opts = _opts(**options)
+    return [RowSpec(dataset=dataset_name, metric=metric, alpha=alpha, epsilon=eps,
+                    epsilon_text=text, family=method, protocol=protocol, options=opts,
+                    group="curve")
+            for eps, text in zip(epsilons, eps_texts) for method in methods]
