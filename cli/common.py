@@ -16,6 +16,8 @@ from numbaconc.datasets import atomic_path
 from numbaconc.errors import NumbaconcError
 
 console = Console()
+if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
+    console = Console(width=160)
 err_console = Console(stderr=True)
 
 

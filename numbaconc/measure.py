@@ -388,7 +388,8 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
         upper = result["test"]["adv_risk_ci"][1]
         truth["estimate_respects_truth"] = bool(upper >= truth["concentration"])
         result["ground_truth"] = truth
-    result["timings"] = dict(conc.timings, total=time.perf_counter() - t0)
+    stages = {f"{e.family}_{k}": v for e in estimates for k, v in e.timings.items()}
+    result["timings"] = dict(conc.timings, **stages, total=time.perf_counter() - t0)
     result["versions"] = versions()
     result["_region"] = winner.region
     return result
