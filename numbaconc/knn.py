@@ -187,6 +187,80 @@ def _cluster_order(emb: np.ndarray) -> np.ndarray:
     return np.lexsort((X[:, 0], rank[labels]))
 
 
+# ------------------------------------------------ vertical sketch prefilter
+# (kernels.knn.knn_block_*_u8_sketch): a cheap lower bound for 32 / 64 base
+# rows at once drops most pairs before any exact span is computed.
+
+_SKETCH = True           # use the prefilter for l1 / linf on uint8
+_PATCH = 4               # l1 groups: 4 x 4 pixel patches when d is a square
+_GROUP = 16              # otherwise runs of 16 consecutive columns
+_LINF_COLS = 32          # columns each linf query checks in the prefilter
+_PAD = 64                # extra zero columns of the transposed arrays
+
+
+def _l1_groups(d: int) -> np.ndarray:
+    """Group id of every original column (<= 16 columns per group, so group
+    sums of uint8 fit uint16): square patches if d is a square (images)."""
+    s = int(round(np.sqrt(d)))
+    if s * s == d and s >= _PATCH:
+        r, c = np.divmod(np.arange(d), s)
+        return (r // _PATCH) * (-(-s // _PATCH)) + c // _PATCH
+    return np.arange(d) // _GROUP
+
+
+def _l1_sketch(P, d: int, cols: np.ndarray):
+    """Group sums (n, n_groups) uint16 of prepared rows (columns permuted by cols)."""
+    groups = _l1_groups(d)[cols]
+    n_groups = int(groups.max()) + 1
+    onehot = np.zeros((d, n_groups), dtype=np.float32)
+    onehot[np.arange(d), groups] = 1.0
+    out = np.empty((len(P), n_groups), dtype=np.uint16)
+    for a in range(0, len(P), _READ_ROWS):
+        # sums of <= 16 values <= 255 are exact in float32
+        out[a:a + _READ_ROWS] = P[a:a + _READ_ROWS, :d].astype(np.float32) @ onehot
+    return out
+
+
+def _transposed(M) -> np.ndarray:
+    """M.T, C-contiguous, with _PAD zero columns (vector loads may run past n)."""
+    out = np.zeros((M.shape[1], M.shape[0] + _PAD), dtype=M.dtype)
+    for a in range(0, len(M), _READ_ROWS):
+        b = min(a + _READ_ROWS, len(M))
+        out[:, a:b] = M[a:b].T
+    return out
+
+
+def _linf_columns(Q, B, d: int, k: int) -> np.ndarray:
+    """Per query, the _LINF_COLS prepared columns where a base row is most
+    likely to differ from it by more than a typical k-th distance (estimated
+    on samples). Only the speed depends on this choice."""
+    n = len(B)
+    rng = np.random.default_rng(0)
+    sample = B[np.sort(rng.choice(n, size=min(n, 4096), replace=False)), :d]
+    # typical k-th distance: the matching rank among the sample, for a few queries
+    probe = Q[np.sort(rng.choice(len(Q), size=min(len(Q), 32), replace=False)), :d]
+    rank = min(len(sample) - 1, max(0, int(round(k * len(sample) / n)) - 1))
+    kth = [np.sort(np.abs(sample.astype(np.int16) - row.astype(np.int16)).max(axis=1))[rank]
+           for row in probe]
+    margin = int(np.median(kth))
+    # cum[c, v] = fraction of sampled rows with value < v in column c
+    hist = np.zeros((d, 257))
+    for c in range(d):
+        hist[c, 1:] = np.bincount(sample[:, c], minlength=256)
+    cum = np.cumsum(hist, axis=1) / len(sample)
+    n_cols = min(_LINF_COLS, d)
+    out = np.empty((len(Q), n_cols), dtype=np.int32)
+    col = np.arange(d)
+    for a in range(0, len(Q), _READ_ROWS):
+        v = Q[a:a + _READ_ROWS, :d].astype(np.int64)
+        # P(|v - y| > margin) = P(y < v - margin) + P(y > v + margin)
+        score = (cum[col, np.clip(v - margin, 0, 256)]
+                 + 1.0 - cum[col, np.clip(v + margin + 1, 0, 256)])
+        top = np.argpartition(-score, n_cols - 1, axis=1)[:, :n_cols]
+        out[a:a + _READ_ROWS] = np.sort(top, axis=1)
+    return out
+
+
 _GEMM_MIN_K = 500
 _GEMM_MAX_ROWS = 1 << 23   # the re-ranking packs (distance, index) with 23 index bits
 _GEMM_QUERY_BLOCK = 1024
@@ -336,6 +410,16 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     seed_rows = max(2 * k, 128)
 
     kernel = _kernels.KERNELS[(metric, dtype.name)]
+    sketch = _SKETCH and dtype == np.uint8 and metric in ("l1", "linf")
+    if sketch and metric == "l1":
+        b_sk = _l1_sketch(B, d, cols)
+        q_extra = b_sk if all_pairs else _l1_sketch(Q, d, cols)
+        base_t = _transposed(b_sk)
+        kernel = _kernels.knn_block_l1_u8_sketch
+    elif sketch:
+        q_extra = _linf_columns(Q, B, d, k)
+        base_t = _transposed(B)
+        kernel = _kernels.knn_block_linf_u8_sketch
     if dtype == np.uint8:
         topd = np.full((m, k), _kernels.BIG, dtype=np.int64)
     else:
@@ -370,8 +454,12 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
                     ranges = [(lo, lo + seed_rows), (a, lo), (lo + seed_rows, b)]
                 for ra, rb in ranges:
                     if rb > ra:
-                        kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb], b_idx[ra:rb],
-                               b_key[ra:rb], exclude_self, td, ti, cand, part)
+                        if sketch:
+                            kernel(Q[qa:qb], q_idx[qa:qb], q_extra[qa:qb], B[ra:rb],
+                                   b_idx[ra:rb], base_t, ra, exclude_self, td, ti, cand, part)
+                        else:
+                            kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb],
+                                   b_idx[ra:rb], b_key[ra:rb], exclude_self, td, ti, cand, part)
             if progress is not None:
                 progress(qb, m)
 

@@ -247,7 +247,9 @@ class Concentration:
         if delta < 0:
             raise NumbaconcError(f"delta must be >= 0, got {delta}")
         n = len(self.X_fit)
-        k = n_neighbors or min(n, 2 * math.ceil(alpha * n * (1 + delta)))
+        # the paper used 2*ceil(alpha*n) neighbours; longer lists cost little in the kNN step
+        # and leave far fewer candidates for the exact fallback (bench/RESULTS-balls.md)
+        k = n_neighbors or min(n, max(2 * math.ceil(alpha * n * (1 + delta)), 2000))
         knn = self.neighbours("l2", k)
         t0 = time.perf_counter()
         fit = fit_balls(self.X_fit, alpha, self.to_storage(epsilon), int(clusters), delta=delta,
