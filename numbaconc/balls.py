@@ -1,0 +1,343 @@
+"""l2 error regions made of a union of balls, placed greedily (METHOD.md section 4).
+
+``fit_balls`` is the paper's Algorithm 2, computed exactly but without the
+2019 code's all-pairs scan per ball. Each candidate centre i is first scored
+from its sorted neighbour list (a two-pointer sweep, O(K)): gains whose radius
+r and grown radius r + eps both fall inside the list's complete range are
+exact; the others get a lower bound. Only candidates whose bound could still
+beat the best exact gain are then evaluated against all n points, in order of
+increasing bound, dropping the rest as soon as the best improves past them.
+
+Choice among equal gains (documented tie-break): smallest gain, then smallest
+centre index i, then smallest radius. Gains are compared as exact integers.
+Distances are in storage units (pixel levels for uint8); radii are kept as
+squared distances (exact integers for uint8 data) for the "<= r" tests, and
+"<= r + eps" is ``d**2 <= max(r**2, (r + eps)**2)`` in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import NumbaconcError
+from .kernels import balls as _k
+
+_EXACT_BATCH = 64  # candidates evaluated exactly per call (fixed: results and
+                   # history must not depend on the thread count)
+_GEMM_CHUNK = (1 << 24) // (255 * 255)  # uint8 features per float32 GEMM chunk:
+                                        # every partial sum is an integer < 2**24, exact
+_SPOT_ROWS = 64  # rows of given neighbour distances checked against X
+_REL_SLACK = 1e-9  # float data: neighbour distances may differ from ours by rounding
+_N_PROFILE = 40  # carried bounds for m >= 2**b, b < 40
+
+
+@dataclass
+class BallsFit:
+    center_index: np.ndarray  # (T',) int64, training index of each centre
+    centers: np.ndarray       # (T', d) float64, storage units
+    radii: np.ndarray         # (T',) float64, storage units (true distance)
+    radii_sq: np.ndarray      # (T',) float64, exact squared radii (integers for uint8)
+    covered: np.ndarray       # (n,) bool, training points inside some ball
+    expanded: np.ndarray      # (n,) bool, inside some ball grown by epsilon
+    history: list = field(default_factory=list)  # one dict per ball
+    epsilon: float = 0.0      # storage units
+
+    @property
+    def risk(self) -> float:
+        return float(self.covered.mean())
+
+    @property
+    def adv_risk(self) -> float:
+        return float(self.expanded.mean())
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _as_data(X, name="X") -> np.ndarray:
+    """uint8 / float32 / float64 (n, d) C-contiguous array (memmaps stay memmaps)."""
+    if hasattr(X, "shape") and hasattr(X, "dtype") and not isinstance(X, np.ndarray):
+        X = X[...]  # h5py.Dataset and similar: read it
+    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+        raise NumbaconcError(f"{name} must be a non-empty 2-D array, got shape {X.shape}")
+    if X.dtype not in (np.uint8, np.float32, np.float64):
+        raise NumbaconcError(f"{name} must be uint8, float32 or float64, got {X.dtype}")
+    if not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X)
+    if X.dtype != np.uint8 and not np.isfinite(X).all():
+        raise NumbaconcError(f"{name} contains NaN or inf")
+    return X
+
+
+def _check_neighbors(neighbors, n: int) -> np.ndarray:
+    metric = str(getattr(neighbors, "metric", "")).lower()
+    if metric not in ("l2", "euclidean"):
+        raise NumbaconcError(f"neighbors must be l2 neighbour lists, got metric {metric!r}")
+    if not getattr(neighbors, "include_self", True):
+        raise NumbaconcError("neighbors must include each point itself (include_self=True)")
+    idx = np.asarray(neighbors.indices)
+    if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < 1 or idx.shape[1] > n:
+        raise NumbaconcError(f"neighbors.indices must have shape ({n}, K) with 1 <= K <= {n}, "
+                             f"got {idx.shape}")
+    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
+        raise NumbaconcError(f"neighbors.indices must be integers in [0, {n})")
+    # our own copy: rows are re-sorted in place by exact distance
+    return np.array(idx, dtype=np.int64, order="C", copy=True)
+
+
+def _list_distances(X, idx, neighbors, integer):
+    """(dist, recompute): reuse the lists' distances for uint8 data when they are
+    exact (numbaconc.knn's are: spot-checked on a few rows), else recompute."""
+    dist = getattr(neighbors, "distances", None)
+    if not integer or dist is None or np.shape(dist) != idx.shape:
+        return np.zeros((1, 1)), True
+    dist = np.ascontiguousarray(dist, dtype=np.float64)
+    rows = np.unique(np.linspace(0, len(idx) - 1, min(len(idx), _SPOT_ROWS)).astype(np.int64))
+    exact = np.empty((len(rows), idx.shape[1]))
+    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, exact)
+    if not np.array_equal(exact, np.rint(dist[rows] ** 2)):
+        return np.zeros((1, 1)), True
+    return dist, False
+
+
+class _ExactEvaluator:
+    """Exact d2 from a batch of points to all n points, and exact gains.
+
+    uint8 data: x.y by float32 GEMM (BLAS) over feature chunks short enough that
+    every partial sum is an integer below 2**24 (so exact in any summation
+    order), summed in float64: exact integer d2 at BLAS speed. Float data:
+    the direct float64 kernel (the same rounding as everywhere else).
+    """
+
+    def __init__(self, X, integer):
+        self.X = X
+        self.integer = integer
+        n = X.shape[0]
+        self.D2 = np.empty((_EXACT_BATCH, n))
+        self.buf_u = np.empty((_EXACT_BATCH, n))
+        self.buf_e = np.empty((_EXACT_BATCH, n))
+        self.gain = np.empty(_EXACT_BATCH, dtype=np.int64)
+        self.r2 = np.empty(_EXACT_BATCH)
+        self.top = np.empty(_EXACT_BATCH)
+        self.prof = np.empty((_EXACT_BATCH, _N_PROFILE), dtype=np.int64)
+        self.chunks = None
+
+    def _prepare_gemm(self):
+        X = self.X
+        d = X.shape[1]
+        self.chunks = [np.ascontiguousarray(X[:, a:a + _GEMM_CHUNK], dtype=np.float32)
+                       for a in range(0, d, _GEMM_CHUNK)]
+        self.sq = np.concatenate([(X[a:a + 8192].astype(np.int64) ** 2).sum(1)
+                                  for a in range(0, X.shape[0], 8192)]).astype(np.float64)
+
+    def fill(self, rows):
+        """self.D2[:len(rows)] = exact d2 from X[rows] to every row of X."""
+        b = len(rows)
+        if not self.integer:
+            _k.fill_rows(self.X, rows, False, self.D2[:b])
+            return self.D2[:b]
+        if self.chunks is None:
+            self._prepare_gemm()
+        acc = self.D2[:b]
+        acc[:] = 0.0
+        sq_rows = np.ascontiguousarray(self.sq[rows])
+        for c, Xc in enumerate(self.chunks):
+            G = Xc[rows] @ Xc.T
+            _k.add_products(acc, G, sq_rows, self.sq, c == len(self.chunks) - 1)
+        return acc
+
+    def __call__(self, cand, covered, expanded, n_lo, n_hi, eps):
+        b = len(cand)
+        self.fill(cand)
+        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps, self.buf_u,
+                           self.buf_e, self.gain, self.r2, self.top, self.prof)
+        return self.gain[:b], self.r2[:b], self.top[:b], self.prof[:b]
+
+
+def _target(alpha: float, delta: float, n: int) -> int:
+    # tiny slack so that e.g. 0.01 * 60000 * 1.25 = 750.0000000000001 gives 750
+    return int(math.ceil(alpha * n * (1.0 + delta) - 1e-9))
+
+
+# ---------------------------------------------------------------------- API
+
+
+def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0.0,
+              neighbors=None, n_neighbors: int | None = None, progress=None) -> BallsFit:
+    """Greedy union of at most ``n_balls`` l2 balls covering >= ceil(alpha n (1+delta))
+    training points with the fewest points within ``epsilon`` of the union.
+
+    ``X``: (n, d) uint8 or float32 (memmap or h5py dataset fine), storage units.
+    ``epsilon``: storage units (pixel levels for uint8: eps * 255).
+    ``neighbors``: l2 ``KnnResult`` of X with include_self=True; if None it is
+    computed with ``numbaconc.knn.knn`` with K = n_neighbors or 2 ceil(alpha n).
+    Longer lists make more candidates exact from the list alone (faster), any
+    K gives the same result. ``progress``: callable (done, total) per ball.
+    """
+    X = _as_data(X)
+    n = X.shape[0]
+    for name, value in (("alpha", alpha), ("epsilon", epsilon), ("delta", delta)):
+        if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+            raise NumbaconcError(f"{name} must be a finite number, got {value!r}")
+    if not 0.0 < alpha < 1.0:
+        raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
+    if epsilon < 0:
+        raise NumbaconcError(f"epsilon must be >= 0, got {epsilon}")
+    if delta < 0:
+        raise NumbaconcError(f"delta must be >= 0, got {delta}")
+    if isinstance(n_balls, bool) or not isinstance(n_balls, (int, np.integer)) or n_balls < 1:
+        raise NumbaconcError(f"n_balls must be an integer >= 1, got {n_balls!r}")
+    N = _target(alpha, delta, n)
+    if N > n:
+        raise NumbaconcError(f"alpha * (1 + delta) asks for {N} covered points but n = {n}")
+    if neighbors is None:
+        if n_neighbors is None:
+            n_neighbors = min(n, 2 * math.ceil(alpha * n))
+        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) \
+                or not 1 <= n_neighbors <= n:
+            raise NumbaconcError(f"n_neighbors must be an integer in [1, {n}], got {n_neighbors!r}")
+        from .knn import knn  # imported late: optional until needed
+
+        neighbors = knn(X, int(n_neighbors), metric="l2", include_self=True)
+    idx = _check_neighbors(neighbors, n)
+    K = idx.shape[1]
+
+    integer = X.dtype == np.uint8
+    eps = float(epsilon)
+    d2 = np.empty((n, K), dtype=np.float64)
+    lim = np.empty(n, dtype=np.float64)
+    dist, recompute = _list_distances(X, idx, neighbors, integer)
+    _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK)
+
+    covered = np.zeros(n, dtype=np.bool_)
+    expanded = np.zeros(n, dtype=np.bool_)
+    best_gain = np.empty(n, dtype=np.int64)
+    best_r2 = np.empty(n, dtype=np.float64)
+    lower = np.empty(n, dtype=np.int64)
+    exact = _ExactEvaluator(X, integer)
+    # Bound carried across balls, for candidates once evaluated against all n:
+    # later radii are r_m (m >= the later n_lo) among the then-uncovered points,
+    # all <= r_{n_hi} of that evaluation; the gain at a radius can only drop by
+    # points newly expanded within reach = grown(r_{n_hi}). So
+    # gain_later >= profile[floor(log2(n_lo_later))] - penalty.
+    carried = np.full((n, _N_PROFILE), -_k.BIG, dtype=np.int64)
+    reach = np.full(n, -1.0)
+    penalty = np.zeros(n, dtype=np.int64)
+
+    centers, r2s, history = [], [], []
+    n_cov = n_exp = 0
+    for t in range(n_balls):
+        if n_cov >= N:
+            break
+        need = N - n_cov
+        n_lo = -(-need // (n_balls - t))
+        n_hi = need
+        _k.list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, n_exp - n_cov,
+                     best_gain, best_r2, lower)
+        # a gain not computed from the list is >= both bounds
+        np.maximum(lower, carried[:, int(n_lo).bit_length() - 1] - penalty, out=lower)
+        # lexicographic best (gain, i, r2); argmin returns the smallest i
+        bi = int(np.argmin(best_gain))
+        bg, br2 = int(best_gain[bi]), float(best_r2[bi])
+        # candidates whose bound could still win (a bound never ties a better r2
+        # of the same i: list bounds come after that i's exact radii)
+        pending = np.flatnonzero((lower < bg) | ((lower == bg) & (np.arange(n) < bi)))
+        pending = pending[np.lexsort((pending, lower[pending]))]
+        n_exact = 0
+        pos = 0
+        while pos < len(pending):
+            rest = pending[pos:]
+            keep = (lower[rest] < bg) | ((lower[rest] == bg) & (rest < bi))
+            if not keep.any():
+                break
+            cand = rest[keep][:_EXACT_BATCH]
+            pos += int(np.flatnonzero(keep)[len(cand) - 1]) + 1
+            out_gain, out_r2, out_top, out_prof = exact(cand, covered, expanded, n_lo, n_hi, eps)
+            n_exact += len(cand)
+            carried[cand] = out_prof
+            # the grown radius, rounded up a hair: over-counting penalties is safe
+            reach[cand] = np.maximum(out_top, (np.sqrt(out_top) + eps) ** 2) * (1 + 1e-12)
+            penalty[cand] = 0
+            for s, i in enumerate(cand):
+                key = (int(out_gain[s]), int(i), float(out_r2[s]))
+                if key < (bg, bi, br2):
+                    bg, bi, br2 = key
+        if bg >= _k.BIG:  # cannot happen: some candidate always reaches m = n_hi
+            raise RuntimeError("fit_balls: no candidate ball found")
+
+        before = expanded.copy()
+        strictly = _k.mark_ball(X, X[bi], br2, eps, integer, covered, expanded)
+        fresh = np.flatnonzero(expanded & ~before)
+        if (reach >= 0).any():
+            for a in range(0, len(fresh), _EXACT_BATCH):
+                rows = fresh[a:a + _EXACT_BATCH]
+                _k.add_penalties(exact.fill(rows), len(rows), reach, penalty)
+        new_cov = int(covered.sum()) - n_cov
+        new_exp = int(expanded.sum()) - n_exp
+        if new_exp - new_cov != bg:  # internal consistency of the two paths
+            raise RuntimeError(f"fit_balls: ball {t} gain {bg} but marked {new_exp - new_cov}")
+        n_cov += new_cov
+        n_exp += new_exp
+        centers.append(bi)
+        r2s.append(br2)
+        # m: the smallest m in [n_lo, n_hi] whose radius is r (one more than the
+        # uncovered points strictly inside, if that is >= n_lo)
+        history.append(dict(n_lo=n_lo, n_hi=n_hi, m=max(n_lo, strictly + 1), gain=bg,
+                            n_covered=n_cov, n_expanded=n_exp, candidates_exact=n_exact,
+                            candidates_bounded=int(len(pending)),
+                            center_index=bi, radius_sq=br2))
+        if progress is not None:
+            progress(t + 1, n_balls)
+    if progress is not None and len(history) < n_balls:
+        progress(n_balls, n_balls)  # target reached early
+
+    center_index = np.asarray(centers, dtype=np.int64)
+    radii_sq = np.asarray(r2s, dtype=np.float64)
+    return BallsFit(center_index=center_index,
+                    centers=np.asarray(X[center_index], dtype=np.float64).reshape(len(centers), -1),
+                    radii=np.sqrt(radii_sq), radii_sq=radii_sq, covered=covered,
+                    expanded=expanded, history=history, epsilon=eps)
+
+
+def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int = 65536):
+    """(inside, inside_grown), (n,) bool each: rows of X with d**2 <= r**2 for
+    some ball, and with d <= r + margin (``d**2 <= max(r**2, (r + margin)**2)``).
+
+    ``X`` (n, d) uint8/float32 (memmap or h5py dataset, read in row blocks);
+    ``centers`` (T, d) and ``radii_sq`` (T,) in the same storage units.
+    """
+    if not hasattr(X, "shape") or len(X.shape) != 2:
+        raise NumbaconcError("X must be a 2-D array")
+    n, d = X.shape
+    centers = np.asarray(centers, dtype=np.float64)
+    radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
+    if centers.ndim != 2 or centers.shape[1] != d or radii_sq.shape != (centers.shape[0],):
+        raise NumbaconcError(f"centers must be (T, {d}) and radii_sq (T,), got "
+                             f"{centers.shape} and {radii_sq.shape}")
+    if not (np.isfinite(centers).all() and np.isfinite(radii_sq).all()) or (radii_sq < 0).any():
+        raise NumbaconcError("centers and radii_sq must be finite, radii_sq >= 0")
+    if not isinstance(margin, (int, float, np.integer, np.floating)) or not math.isfinite(margin) \
+            or margin < 0:
+        raise NumbaconcError(f"margin must be a finite number >= 0, got {margin!r}")
+    if not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+    dtype = np.dtype(X.dtype)
+    if dtype not in (np.uint8, np.float32, np.float64):
+        raise NumbaconcError(f"X must be uint8, float32 or float64, got {dtype}")
+    integer = bool(dtype == np.uint8 and np.all(centers == np.rint(centers))
+                   and centers.min(initial=0) >= 0 and centers.max(initial=0) <= 255)
+    C = np.ascontiguousarray(centers.astype(np.uint8) if integer else centers)
+    inside = np.zeros(n, dtype=np.bool_)
+    grown = np.zeros(n, dtype=np.bool_)
+    if C.shape[0] == 0:
+        return inside, grown
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        block = _as_data(X[start:stop])
+        _k.coverage(block, C, radii_sq, float(margin), integer, inside[start:stop],
+                    grown[start:stop])
+    return inside, grown

@@ -1,0 +1,320 @@
+"""Numba kernels for the l2 union-of-balls greedy (METHOD.md section 4).
+
+Squared distances are carried as float64 everywhere. For uint8 data they are
+computed in integers and are exact (integers < 2**53), so every "<= r" test is
+exact. For float data they are computed in float64 from the values, summed in
+feature order with no fast-math (``_sqdist_f``), so every kernel here (and the
+numpy reference that sums in the same order) gets bit-identical values.
+
+The "grown" threshold for a ball of squared radius r2 and margin eps is
+``max(r2, (sqrt(r2) + eps) ** 2)`` in float64: the ``max`` keeps "covered
+implies expanded" true when rounding makes ``sqrt(r2) ** 2 < r2`` (eps = 0).
+
+No kernel validates or allocates in a hot loop; results go to per-row (per
+candidate) output slots, so they do not depend on the thread count. Cheap
+kernels (linear in n per call) are serial: parallel ones cost compile time.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, jit_parallel
+
+BIG = np.int64(1) << np.int64(62)  # "no value" for int64 gains / bounds
+_INT32_SAFE_D = (2**31 - 1) // (255 * 255)  # int32 sums cannot overflow up to this d
+
+
+@jit(inline="always")
+def grown_threshold(r2, eps):
+    g = (np.sqrt(r2) + eps) ** 2
+    return g if g > r2 else r2
+
+
+@jit
+def _sqdist_u8(a, b):
+    """Exact squared distance of two uint8 rows (int32 sums vectorise best)."""
+    d = a.shape[0]
+    if d <= _INT32_SAFE_D:
+        acc = np.int32(0)
+        for k in range(d):
+            t = np.int32(a[k]) - np.int32(b[k])
+            acc += t * t
+        return np.float64(acc)
+    acc64 = np.int64(0)
+    for k in range(d):
+        t = np.int64(a[k]) - np.int64(b[k])
+        acc64 += t * t
+    return np.float64(acc64)
+
+
+@jit(fastmath=False)
+def _sqdist_f(a, b):
+    """Squared distance in float64, summed in feature order (no reassociation)."""
+    acc = 0.0
+    for k in range(a.shape[0]):
+        t = np.float64(a[k]) - np.float64(b[k])
+        acc += t * t
+    return acc
+
+
+@jit(inline="always")
+def _sqdist(a, b, integer):
+    if integer:
+        return _sqdist_u8(a, b)
+    return _sqdist_f(a, b)
+
+
+@jit_parallel
+def prepare_lists(X, idx, dist, d2, lim, recompute, integer, rel_slack):
+    """Exact squared distances along each neighbour list, rows sorted by
+    (d2, index), and ``lim[i]``: every point with d2 < lim[i] is in row i.
+
+    ``recompute``: compute d2 from X (else, uint8 data only, d2 = rint(dist**2)
+    from exact neighbour distances). ``idx`` (n, K) is sorted in place with
+    ``d2`` (insertion sort: O(K) when already sorted). A list with K == n holds
+    every point (lim = inf); otherwise lim = the last d2, times 1 - rel_slack
+    for float data (the lists' own distances may differ from ours by rounding).
+    """
+    n, K = idx.shape
+    for i in prange(n):
+        if recompute:
+            xi = X[i]
+            for p in range(K):
+                d2[i, p] = _sqdist(xi, X[idx[i, p]], integer)
+        else:
+            for p in range(K):
+                d2[i, p] = np.rint(dist[i, p] * dist[i, p])
+        for p in range(1, K):
+            v = d2[i, p]
+            j = idx[i, p]
+            q = p - 1
+            while q >= 0 and (d2[i, q] > v or (d2[i, q] == v and idx[i, q] > j)):
+                d2[i, q + 1] = d2[i, q]
+                idx[i, q + 1] = idx[i, q]
+                q -= 1
+            d2[i, q + 1] = v
+            idx[i, q + 1] = j
+        if K >= n:
+            lim[i] = np.inf
+        else:
+            lim[i] = d2[i, K - 1] * (1.0 - rel_slack)
+
+
+@jit
+def list_sqdist(X, rows, idx, integer, out):
+    """out[s, p] = exact d2 between X[rows[s]] and X[idx[s, p]] (spot checks)."""
+    for s in range(rows.shape[0]):
+        for p in range(idx.shape[1]):
+            out[s, p] = _sqdist(X[rows[s]], X[idx[s, p]], integer)
+
+
+@jit_parallel
+def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
+              best_gain, best_r2, lower):
+    """One greedy step over every candidate centre, from its neighbour list.
+
+    For candidate i, walks the list's tie groups of equal d2 in increasing
+    order; the group holding the m-th uncovered point gives r2 = r_m**2 for
+    every m of that group (C = uncovered with d2 <= r2, exact if r2 < lim[i]);
+    a second pointer counts the not-expanded points with d2 <= grown(r2)
+    (exact if grown < lim[i], else a lower bound). Writes
+    ``best_gain[i], best_r2[i]``: the smallest exact gain (then smallest r2),
+    BIG if none; ``lower[i]``: a lower bound on every gain of i not computed
+    exactly (BIG if none). An r_m beyond the list gets the bound -x_total
+    (gain = new expanded in the shell - expanded-but-uncovered inside r).
+    """
+    n, K = idx.shape
+    for i in prange(n):
+        bg = BIG
+        br2 = np.inf
+        lb = BIG
+        lim_i = lim[i]
+        uncov = 0
+        not_exp = 0
+        q = 0
+        p = 0
+        reached = False
+        while p < K:
+            r2 = d2[i, p]
+            end = p
+            before = uncov
+            while end < K and d2[i, end] == r2:
+                if not covered[idx[i, end]]:
+                    uncov += 1
+                end += 1
+            if uncov > before and uncov >= n_lo and before < n_hi:
+                if not r2 < lim_i:
+                    # ties may be cut at the list end: r_m and C unknown
+                    if -x_total < lb:
+                        lb = -x_total
+                    reached = True
+                    break
+                g = grown_threshold(r2, eps)
+                while q < K and d2[i, q] <= g:
+                    if not expanded[idx[i, q]]:
+                        not_exp += 1
+                    q += 1
+                gain = np.int64(not_exp) - np.int64(uncov)
+                if g < lim_i:
+                    if gain < bg:
+                        bg = gain
+                        br2 = r2
+                elif gain < lb:
+                    lb = gain
+            if uncov >= n_hi:
+                reached = True
+                break
+            p = end
+        if not reached and -x_total < lb:
+            lb = -x_total
+        best_gain[i] = bg
+        best_r2[i] = br2
+        lower[i] = lb
+
+
+@jit
+def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, buf_u, buf_e, prof):
+    """Best (gain, r2) of one candidate from its d2 to all n points (``drow``).
+
+    Also fills ``prof[b]`` = min gain over the radii r_m with m in [2**b, n_hi]
+    (BIG if 2**b > n_hi), and returns r_{n_hi}**2: the bound carried to later
+    balls (see fit_balls).
+    """
+    nu = 0
+    ne = 0
+    for j in range(drow.shape[0]):
+        v = drow[j]
+        if not covered[j]:
+            buf_u[nu] = v
+            nu += 1
+        if not expanded[j]:
+            buf_e[ne] = v
+            ne += 1
+    # only the n_hi smallest uncovered (and ties) and the not-expanded points
+    # within grown(that radius) matter: select, then sort those few
+    if n_hi < nu:
+        top = np.partition(buf_u[:nu], n_hi - 1)[n_hi - 1]
+    else:
+        top = buf_u[:nu].max()
+    cu = 0
+    for s in range(nu):
+        if buf_u[s] <= top:
+            buf_u[cu] = buf_u[s]
+            cu += 1
+    g_top = grown_threshold(top, eps)
+    ce = 0
+    for s in range(ne):
+        if buf_e[s] <= g_top:
+            buf_e[ce] = buf_e[s]
+            ce += 1
+    bu = buf_u[:cu]
+    be = buf_e[:ce]
+    bu.sort()
+    be.sort()
+    for b in range(prof.shape[0]):
+        prof[b] = BIG
+    bg = BIG
+    br2 = np.inf
+    p = 0  # walk every m from 1 (for the profile); the best uses m >= n_lo
+    q = 0
+    while p < cu and p < n_hi:
+        r2 = bu[p]
+        while p < cu and bu[p] == r2:
+            p += 1
+        g = grown_threshold(r2, eps)
+        while q < ce and be[q] <= g:
+            q += 1
+        gain = np.int64(q) - np.int64(p)
+        if p >= n_lo and gain < bg:  # this radius is r_m for some m in [n_lo, n_hi]
+            bg = gain
+            br2 = r2
+        b = 0
+        while b < prof.shape[0] and (np.int64(1) << b) <= p:
+            if gain < prof[b]:
+                prof[b] = gain
+            b += 1
+    return bg, br2, top
+
+
+@jit_parallel
+def fill_rows(X, rows, integer, D2):
+    """D2[s, j] = d2(X[rows[s]], X[j]) by the direct kernel (float data)."""
+    n = X.shape[0]
+    for s in prange(rows.shape[0]):
+        xi = X[rows[s]]
+        for j in range(n):
+            D2[s, j] = _sqdist(xi, X[j], integer)
+
+
+@jit_parallel
+def gains_from_rows(D2, n_rows, covered, expanded, n_lo, n_hi, eps, buf_u, buf_e,
+                    out_gain, out_r2, out_top, out_prof):
+    """Exact best (gain, r2), r_{n_hi}**2 and gain profile of each candidate
+    whose exact d2 to all n points is a row of D2 (rows of buf_* are scratch)."""
+    for s in prange(n_rows):
+        g, r2, top = _gains_from_row(D2[s], covered, expanded, n_lo, n_hi, eps,
+                                     buf_u[s], buf_e[s], out_prof[s])
+        out_gain[s] = g
+        out_r2[s] = r2
+        out_top[s] = top
+
+
+@jit
+def add_penalties(D2, n_rows, reach, penalty):
+    """penalty[i] += #{rows s: D2[s, i] <= reach[i]} (points newly expanded
+    within a candidate's reach; one output slot per candidate)."""
+    for i in range(D2.shape[1]):
+        c = 0
+        for s in range(n_rows):
+            if D2[s, i] <= reach[i]:
+                c += 1
+        penalty[i] += c
+
+
+@jit
+def add_products(acc, G, sq_rows, sq_all, last):
+    """acc += G (float32 partial products, exact integers); on the last chunk
+    turn acc into d2 = |x|^2 + |y|^2 - 2 x.y (all exact integers in float64)."""
+    for s in range(G.shape[0]):
+        for j in range(G.shape[1]):
+            acc[s, j] += np.float64(G[s, j])
+            if last:
+                acc[s, j] = sq_rows[s] + sq_all[j] - 2.0 * acc[s, j]
+
+
+@jit
+def mark_ball(X, center, r2, eps, integer, covered, expanded):
+    """Mark points with d2 <= r2 covered and d2 <= grown(r2) expanded.
+
+    Returns how many points not covered before lie strictly inside (d2 < r2).
+    """
+    g = grown_threshold(r2, eps)
+    strictly = 0
+    for j in range(X.shape[0]):
+        v = _sqdist(center, X[j], integer)
+        if v < r2 and not covered[j]:
+            strictly += 1
+        if v <= r2:
+            covered[j] = True
+        if v <= g:
+            expanded[j] = True
+    return strictly
+
+
+@jit
+def coverage(X, centers, radii_sq, margin, integer, inside, inside_grown):
+    """Per row of X: inside some ball / inside some ball grown by margin."""
+    n_balls = centers.shape[0]
+    for j in range(X.shape[0]):
+        a = False
+        b = False
+        for t in range(n_balls):
+            v = _sqdist(centers[t], X[j], integer)
+            if v <= radii_sq[t]:
+                a = True
+            if v <= grown_threshold(radii_sq[t], margin):
+                b = True
+                if a:
+                    break
+        inside[j] = a
+        inside_grown[j] = b
