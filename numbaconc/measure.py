@@ -37,6 +37,15 @@ from .stats import clopper_pearson
 PROTOCOLS = ("holdout", "paper")
 METHODS = ("boxes", "balls", "halfspace", "pca", "best")
 FAMILIES = {"linf": ("boxes", "halfspace"), "l2": ("balls", "halfspace")}
+FAMILY_METRIC = {"boxes": "linf", "balls": "l2"}
+FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2"}
+METHOD_OPTIONS = {
+    "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k"),
+    "balls": ("clusters", "delta", "n_neighbors"),
+    "halfspace": ("n_components",),
+    "pca": (),
+}
+SELECTION_Z = 1.645  # one-sided 95 %: the selection risk must clear alpha by this many std
 METRIC_NAMES = {"linf": "linf", "l-inf": "linf", "inf": "linf", "chebyshev": "linf",
                 "l2": "l2", "euclidean": "l2"}
 
@@ -102,7 +111,8 @@ class Concentration:
     share the expensive steps."""
 
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
-                 val_fraction: float = 0.2, seed: int = 0, progress=None):
+                 val_fraction: float = 0.2, seed: int = 0, progress=None,
+                 selection_z: float = SELECTION_Z):
         if protocol not in PROTOCOLS:
             raise NumbaconcError(f"unknown protocol {protocol!r} (holdout or paper)")
         if not 0.0 < val_fraction < 1.0:
@@ -112,6 +122,7 @@ class Concentration:
         self.val_fraction = val_fraction
         self.seed = seed
         self.progress = progress
+        self.selection_z = selection_z
         self.scale = dataset.scale
         train = dataset.train.array()
         self.X_test = dataset.test.array()
@@ -154,6 +165,19 @@ class Concentration:
             self._knn[key] = result
             self._tick(f"knn_{metric}", t0)
         return self._knn[key]
+
+    def selection_alpha(self, alpha: float) -> float:
+        """The risk every choice must reach on the selection set.
+
+        ``paper``: alpha itself (the 2019 code). ``holdout``: alpha plus 1.645
+        binomial standard deviations of the validation estimate, so that the
+        chosen region's risk is significantly >= alpha and the test risk does
+        not fall below alpha merely because the choice favoured a lucky split.
+        """
+        if self.protocol == "paper":
+            return alpha
+        n = len(self.X_select)
+        return alpha + self.selection_z * math.sqrt(alpha * (1 - alpha) / n)
 
     def to_storage(self, epsilon: float) -> float:
         return float(epsilon) / self.scale
@@ -206,14 +230,14 @@ class Concentration:
         if clusters is not None and q is not None:
             chosen_t, chosen_q = int(clusters), float(q)
         elif clusters is not None:
-            found = search_q(model, self.X_select, n_clusters=int(clusters), alpha=alpha,
-                             epsilon=eps, seed=self.seed)
+            found = search_q(model, self.X_select, n_clusters=int(clusters),
+                             alpha=self.selection_alpha(alpha), epsilon=eps, seed=self.seed)
             if found["q"] is None:
                 raise NumbaconcError(f"no q reached risk >= alpha with T={clusters}")
             chosen_t, chosen_q, tuning = int(clusters), found["q"], dict(table=[found])
         else:
-            tuning = tune_boxes(model, self.X_select, alpha=alpha, epsilon=eps, seed=self.seed,
-                                t_grid=t_grid)
+            tuning = tune_boxes(model, self.X_select, alpha=self.selection_alpha(alpha),
+                                epsilon=eps, seed=self.seed, t_grid=t_grid)
             chosen_t, chosen_q = tuning["n_clusters"], tuning["q"]
         timings["tune"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -223,7 +247,7 @@ class Concentration:
                       density_k=density_k, kmeans_metric="l1", max_iter=max_iter,
                       tuned=tuning is not None)
         if tuning is not None:
-            tuning = dict(selection=self.select_name,
+            tuning = dict(selection=self.select_name, risk_target=self.selection_alpha(alpha),
                           table=[{k: v for k, v in row.items() if k != "trace"}
                                  for row in tuning["table"]])
         return self._estimate("boxes", "boxes", "linf", alpha, epsilon, params, regions, tuning,
@@ -270,7 +294,9 @@ class Concentration:
         _check_alpha_eps(alpha, epsilon)
         t0 = time.perf_counter()
         select = self.X_select if self.protocol == "holdout" else None
-        fit = fit_halfspace(self.X_fit, alpha, self.to_storage(epsilon), metric=metric,
+        # thresholds and the validation constraint both aim at the selection target
+        fit = fit_halfspace(self.X_fit, self.selection_alpha(alpha), self.to_storage(epsilon),
+                            metric=metric,
                             method=method, n_components=n_components, X_select=select,
                             progress=self.progress)
         timings = dict(fit=time.perf_counter() - t0)
@@ -285,41 +311,39 @@ class Concentration:
 
     def run(self, method: str, *, metric: str, alpha: float, epsilon: float, **options):
         """One method by name; ``best`` returns (winner, all estimates).
-        Results are memoised, so ``best`` after a family (or a rerun) is free."""
+        Each method sees only its own options, and results are memoised, so
+        ``best`` after a family (or a rerun) is free."""
         metric = canonical_metric(metric)
+        if method not in METHODS:
+            raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+        if method in ("boxes", "balls") and metric != FAMILY_METRIC[method]:
+            raise NumbaconcError(f"{method} are the {FAMILY_LABEL[method]} family: "
+                                 f"use --metric {FAMILY_METRIC[method]}")
+        if method != "best":
+            options = _pick(options, METHOD_OPTIONS[method])
         key = (method, metric, alpha, epsilon, tuple(sorted(
             (k, v) for k, v in options.items() if v is not None)))
         if key not in self._runs:
-            self._runs[key] = self._run(method, metric=metric, alpha=alpha, epsilon=epsilon,
-                                        **options)
+            if method == "boxes":
+                result = self.boxes(alpha=alpha, epsilon=epsilon, **options)
+            elif method == "balls":
+                result = self.balls(alpha=alpha, epsilon=epsilon, **options)
+            elif method in ("halfspace", "pca"):
+                result = self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
+                                        method="pca" if method == "pca" else "search", **options)
+            else:
+                result = self.best(metric=metric, alpha=alpha, epsilon=epsilon, **options)
+            self._runs[key] = result
         return self._runs[key]
-
-    def _run(self, method: str, *, metric: str, alpha: float, epsilon: float, **options):
-        if method not in METHODS:
-            raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-        if method == "boxes":
-            if metric != "linf":
-                raise NumbaconcError("boxes are the l-inf family: use --metric linf")
-            return self.boxes(alpha=alpha, epsilon=epsilon, **_pick(options, (
-                "clusters", "q", "box", "repeats", "t_grid", "density_k")))
-        if method == "balls":
-            if metric != "l2":
-                raise NumbaconcError("balls are the l2 family: use --metric l2")
-            return self.balls(alpha=alpha, epsilon=epsilon, **_pick(options, (
-                "clusters", "delta", "n_neighbors")))
-        if method in ("halfspace", "pca"):
-            return self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
-                                  method="pca" if method == "pca" else "search",
-                                  **_pick(options, ("n_components",)))
-        return self.best(metric=metric, alpha=alpha, epsilon=epsilon, **options)
 
     def best(self, *, metric, alpha, epsilon, **options):
         """Every family that applies to the metric; the winner has the lowest
-        selection-set adversarial risk among those whose selection risk >= alpha."""
+        selection-set adversarial risk among those whose selection risk reaches
+        the selection target (see ``selection_alpha``)."""
         estimates = [self.run(family, metric=metric, alpha=alpha, epsilon=epsilon, **options)
                      for family in FAMILIES[metric]]
-        sel = self.select_name
-        feasible = [e for e in estimates if e.figures[sel]["risk"] >= alpha] or estimates
+        sel, target = self.select_name, self.selection_alpha(alpha)
+        feasible = [e for e in estimates if e.figures[sel]["risk"] >= target] or estimates
         winner = min(feasible, key=lambda e: e.figures[sel]["adv_risk"])
         return winner, estimates
 

@@ -101,15 +101,6 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
                                 options=_opts(clusters=r["clusters"], q=r["q"], box="symmetric",
                                               repeats=repeats)))
             rows.extend(_holdout_rows(common, "linf", grid, paper))
-        for r in l2:
-            common = dict(dataset=dataset, metric="l2", alpha=r["alpha"], epsilon=r["epsilon"],
-                          epsilon_text=r["epsilon_text"])
-            paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], pca_adv_risk=r["pca_adv_risk"])
-            rows.append(RowSpec(**common, family="balls", protocol="paper", paper=paper,
-                                options=_opts(clusters=r["clusters"], delta=r["delta"])))
-            rows.append(RowSpec(**common, family="pca", protocol="paper", paper=paper))
-            rows.extend(_holdout_rows(common, "l2", grid, paper, clusters=r["clusters"],
-                                      delta=r["delta"]))
         for r in ref["defences"]:
             if r["dataset"] != dataset or quick:
                 continue
@@ -121,6 +112,15 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
             rows.append(RowSpec(**common, family="best", protocol="holdout", paper=paper,
                                 options=_family_options(r["metric"], grid, r.get("clusters"),
                                                         0.25 if dataset == "mnist" else 0.0)))
+        for r in l2:
+            common = dict(dataset=dataset, metric="l2", alpha=r["alpha"], epsilon=r["epsilon"],
+                          epsilon_text=r["epsilon_text"])
+            paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], pca_adv_risk=r["pca_adv_risk"])
+            rows.append(RowSpec(**common, family="balls", protocol="paper", paper=paper,
+                                options=_opts(clusters=r["clusters"], delta=r["delta"])))
+            rows.append(RowSpec(**common, family="pca", protocol="paper", paper=paper))
+            rows.extend(_holdout_rows(common, "l2", grid, paper, clusters=r["clusters"],
+                                      delta=r["delta"]))
     else:  # fashion-mnist: no paper figures; the same families at alpha = 0.05
         settings = ref["fashion_mnist_settings"]
         for metric in ("linf", "l2"):

@@ -132,6 +132,49 @@ def test_l2_large_k_real_scale_values(force_gemm, include_self):
     check_exact(X, 200, "l2", include_self=include_self)
 
 
+# -------------------------------------------- vertical prefilter (l1, linf)
+
+
+def test_l1_groups_patches_and_runs():
+    import numbaconc.knn as api
+
+    g = api._l1_groups(64)  # 8 x 8 image: four 4 x 4 patches
+    assert g.reshape(8, 8)[:4, :4].tolist() == [[0] * 4] * 4
+    assert g.reshape(8, 8)[4:, 4:].tolist() == [[3] * 4] * 4
+    for d in (1, 3, 50, 784, 3072):  # square or not: <= 16 columns per group (uint16 sums)
+        g = api._l1_groups(d)
+        assert len(g) == d and np.bincount(g).max() <= 16 and np.bincount(g).min() >= 1
+
+
+@pytest.mark.parametrize("metric", ["l1", "linf"])
+@pytest.mark.parametrize("d", [50, 64])
+def test_prefilter_and_plain_kernels_exact(metric, d, monkeypatch):
+    import numbaconc.knn as api
+
+    rng = np.random.default_rng(d)
+    X = rng.choice(np.array([0, 2, 250, 253, 255], dtype=np.uint8), size=(150, d),
+                   p=[0.6, 0.05, 0.1, 0.05, 0.2])
+    X[7:12] = X[100]  # duplicates
+    Y = rng.integers(0, 256, size=(23, d), dtype=np.uint8)
+    for sketch in (True, False):  # the prefilter and the plain kernels give the same answer
+        monkeypatch.setattr(api, "_SKETCH", sketch)
+        for block in (None, 37, 100):  # blocks not aligned to the 32 / 64 lanes
+            check_exact(X, 8, metric, include_self=False, block_rows=block)
+            check_exact(X, 5, metric, queries=Y, block_rows=block)
+        check_exact(X, 150, metric, include_self=True)
+
+
+@pytest.mark.parametrize("metric", ["l1", "linf"])
+def test_prefilter_saturation_and_extremes(metric):
+    # l1 distances around 100000 > 65535: the uint16 lane sums saturate and
+    # thresholds are clipped, both must stay safe; linf: everything at 255
+    rng = np.random.default_rng(21)
+    X = (rng.random((70, 784)) < 0.5).astype(np.uint8) * 255
+    X[3] = X[4]
+    check_exact(X, 6, metric, include_self=False)
+    check_exact(X, 6, metric, queries=255 - X[:9])
+
+
 # ------------------------------------------------------------------- float
 
 

@@ -18,6 +18,10 @@ top-k of each query row of ``Q``:
 - A pair is dropped as soon as its partial distance (the columns come in
   decreasing-variance order) passes the k-th best (distance, index).
 
+For l1 and linf the API uses ``knn_block_*_u8_sketch`` instead: a vertical
+prefilter (see the section below) followed by the same exact span-by-span
+check (``_finish_*``).
+
 Parallelism is over query rows (tiles of 4); each query owns its top-k row, so
 results are identical for any thread count.
 
@@ -896,3 +900,5 @@ def knn_block_linf_u8_sketch(Q, qidx, cols, B, bidx, BT, b0, exclude_self, topd,
         thr = min(topd[i, k - 1], np.int64(255))
         c = _prefilter_linf(Q, i, cols, BT, b0, nb, thr, qidx[i], bidx, exclude_self, cand, part)
         _finish_linf(Q, i, B, bidx, cand, part, c, 0, topd, topi)
+
+
