@@ -95,13 +95,17 @@ def _pictures(runner: Runner, name: str, ds, out: Path) -> list:
             path = plot_curve(part, out / f"{name}-{metric}-curve.png", alpha=part[0]["alpha"],
                               title=f"{name}, {metric}: adversarial risk against epsilon")
             pics.append((f"{metric}: adversarial risk against ε", path.name))
-    for family, protocol in (("boxes", "holdout"), ("balls", "holdout")):
-        chosen = [r for r in rows if r["spec"]["family"] == family and r["spec"]["protocol"] == protocol]
+    # prefer the paper-protocol boxes: symmetric boxes are centred on the k-means means,
+    # which read as images; tight boxes are centred on the middle of each pixel range
+    for family, protocols in (("boxes", ("paper", "holdout")), ("balls", ("holdout", "paper"))):
+        chosen = sorted((r for r in rows if r["spec"]["family"] == family
+                         and r["spec"]["protocol"] in protocols),
+                        key=lambda r: protocols.index(r["spec"]["protocol"]))
         if not chosen:
             continue
         row = chosen[0]
         region = Region.load(out / row["region_file"])
-        caption = f"{family} centres (ε = {row['spec']['epsilon_text']}, {protocol})"
+        caption = f"{family} centres (ε = {row['spec']['epsilon_text']}, {row['spec']['protocol']})"
         path = plot_centers(region, out / f"{name}-{family}-centres.png", image_shape=ds.image_shape,
                             title=caption)
         pics.append((caption, path.name))
