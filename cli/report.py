@@ -50,9 +50,12 @@ def reproduce(
     data_dir: Annotated[Optional[Path], typer.Option(help="A ../shared/data-style folder (fashion-mnist/, cifar-10/). MNIST is bundled.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="One epsilon per metric, short T grid, 3 restarts: every family in a few minutes.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompute rows already in results.json.")] = False,
+    report_only: Annotated[bool, typer.Option("--report-only", help="Compute nothing: render report.md and plots from the finished rows in results.json.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the validation split and k-means.")] = 0,
 ):
     """Run the paper's tables (both protocols, every family) and write a report."""
+    if report_only and force:
+        raise NumbaconcError("--report-only and --force exclude each other")
     started = time.perf_counter()
     names = DATASETS if which == Which.all else (which.value,)
     runner = Runner(out, force=force, seed=seed, log=_log)
@@ -64,9 +67,9 @@ def reproduce(
             continue
         with ds, progress_callback(name) as progress:
             runner.progress = progress
-            rows = plan(name, quick=quick)
-            for spec in rows:
-                runner.run(spec, ds, data_ref)
+            if not report_only:
+                for spec in plan(name, quick=quick):
+                    runner.run(spec, ds, data_ref)
             if data_ref != "mnist":
                 src = datasets.describe(ds)
                 notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "

@@ -148,3 +148,8 @@ def test_reproduce_tiny_report_and_resume(tiny_idx_folder, tmp_path, monkeypatch
     assert resumed.output.count("skip (done)") >= 3
     final = {r["key"] for r in json.loads((out / "results.json").read_text())["rows"]}
     assert final == done_keys
+
+    (out / "report.md").unlink()
+    only = invoke(*args, "--report-only")
+    assert only.exit_code == 0 and "run:" not in only.output
+    assert (out / "report.md").exists()
