@@ -48,7 +48,7 @@ def reproduce(
     which: Annotated[Which, typer.Argument(help="Dataset(s) to run the 2019 paper's settings on.")] = Which.mnist,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md, results.json, plots.")] = Path("runs/reproduce"),
     data_dir: Annotated[Optional[Path], typer.Option(help="A ../shared/data-style folder (fashion-mnist/, cifar-10/). MNIST is bundled.")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="One epsilon per metric, short T grid, 3 restarts: every family in a few minutes.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="One epsilon per metric, short T grid, 3 restarts, no paper-protocol balls row: every family in a few minutes.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompute rows already in results.json.")] = False,
     report_only: Annotated[bool, typer.Option("--report-only", help="Compute nothing: render report.md and plots from the finished rows in results.json.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the validation split and k-means.")] = 0,
