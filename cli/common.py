@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 from contextlib import contextmanager
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from numbaconc.datasets import atomic_path
 from numbaconc.errors import NumbaconcError
 
 console = Console()
@@ -50,25 +47,6 @@ def progress_callback(description: str):
             bar.update(task, completed=done, total=total)
 
         yield update
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable, allow_nan=True) + "\n")
-    return Path(path)
-
-
-def _jsonable(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def pct(value, std=None) -> str:

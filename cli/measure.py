@@ -12,8 +12,9 @@ from rich.table import Table
 from numbaconc import datasets
 from numbaconc.measure import measure as run_measure
 from numbaconc.regions import Region
+from numbaconc.reproduce import write_json
 
-from .common import console, handles_errors, parse_floats, pct, progress_callback, write_json
+from .common import console, handles_errors, parse_floats, pct, progress_callback
 
 
 class Method(str, Enum):

@@ -18,9 +18,9 @@ from numbaconc.measure import FAMILIES, METHODS, versions
 from numbaconc.plots import plot_centers, plot_curve, plot_examples
 from numbaconc.regions import Region
 from numbaconc.report import write_report
-from numbaconc.reproduce import DATASETS, Runner, curve_rows, locate, plan
+from numbaconc.reproduce import DATASETS, Runner, curve_rows, locate, plan, write_json
 
-from .common import console, err_console, handles_errors, parse_floats, progress_callback, write_json
+from .common import console, err_console, handles_errors, parse_floats, progress_callback
 
 
 class Which(str, Enum):

@@ -215,8 +215,7 @@ class Runner:
     def save(self):
         payload = dict(format_version=RESULTS_FORMAT, versions=versions(),
                        rows=list(self.rows.values()))
-        with atomic_path(self.results_path) as tmp:
-            tmp.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
+        write_json(self.results_path, payload, indent=1)
 
 
 def _spec_dict(spec: RowSpec) -> dict:
@@ -226,16 +225,26 @@ def _spec_dict(spec: RowSpec) -> dict:
     return out
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``json.dumps(default=...)`` for numpy scalars/arrays, paths and tuples."""
     import numpy as np
 
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, (Path, tuple)):
-        return str(value) if isinstance(value, Path) else list(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, payload: dict, indent: int = 2) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=indent, default=jsonable) + "\n")
+    return Path(path)
 
 
 # ----------------------------------------------------------------- datasets
