@@ -76,7 +76,10 @@ def reproduce(
                                f"(checksum {src['checksum'][:16]}…).")
             else:
                 notes[name] = "Data: the bundled MNIST (`mnist`)."
-            pictures[name] = _pictures(runner, name, ds, out)
+            try:
+                pictures[name] = _pictures(runner, name, ds, out)
+            except NumbaconcError as exc:  # e.g. matplotlib not installed: the tables still stand
+                _log(f"[yellow]no pictures[/yellow]: {exc}")
     done = list(runner.rows.values())
     if not done:
         raise NumbaconcError("no dataset could be run (see the messages above)")
