@@ -84,6 +84,7 @@ def atomic_path(out: Path | str):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, out)
     except BaseException:
         try:
@@ -91,6 +92,12 @@ def atomic_path(out: Path | str):
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def file_sha256(paths) -> str:

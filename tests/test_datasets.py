@@ -49,6 +49,7 @@ def test_idx_roundtrip_is_memmapped_and_read_only(tmp_path):
         assert ds.scale == pytest.approx(1 / 255)
         assert len(ds.checksum) == 64
     assert not list(tmp_path.glob(".*.tmp"))
+    assert out.stat().st_mode & 0o044  # readable by others as usual, not mkstemp's 0600
 
 
 @pytest.mark.parametrize("broken, message", [
