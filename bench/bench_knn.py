@@ -130,7 +130,6 @@ def main():
     Xf = X.astype(np.float32)
     load_before = uptime()
     rows = []
-    notes = []
     with threadpool_limits(threads):
         peak = sgemm_peak(threads)
         for case in args.cases.split(","):
