@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 
 from numbaconc import datasets
@@ -36,10 +37,5 @@ def knn(
             save_knn(result, out, checksum=ds.checksum, split=split, unit=ds.unit, scale=ds.scale)
             console.print(f"wrote {out}  (indices, distances {result.indices.shape}; unit: {ds.unit})")
         kth = result.distances[:, -1]
-        console.print(f"k-th neighbour distance ({ds.unit}): min {kth.min():g}, median {float(_median(kth)):g}, max {kth.max():g}")
+        console.print(f"k-th neighbour distance ({ds.unit}): min {kth.min():g}, median {float(np.median(kth)):g}, max {kth.max():g}")
 
-
-def _median(values):
-    import numpy as np
-
-    return np.median(values)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boxes_coverage import box_coverage, boxes_from_clusters
+from .boxes_coverage import boxes_from_clusters
 from .errors import NumbaconcError
 from .kmeans import kmeans
 from .regions import Region, box_region
@@ -88,12 +88,6 @@ class BoxesModel:
                           shape=self.shape, meta=meta)
 
 
-def evaluate_boxes(centers, half_widths, X, epsilon) -> dict:
-    inside, inside_grown = box_coverage(X, centers, half_widths, epsilon)
-    n = len(inside)
-    return dict(n=n, risk=float((~inside_grown).sum()) / n, adv_risk=float((~inside).sum()) / n)
-
-
 def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsilon: float,
              seed: int, q_tol: float = Q_TOLERANCE) -> dict:
     """Largest q in (0, 1) whose selection-set risk is >= alpha (bisection to q_tol).
@@ -110,8 +104,8 @@ def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsi
         if mid < min_q:  # too few dense points for T clusters: treat as infeasible-small
             lo = mid
             continue
-        centers, half_widths, _ = model.boxes(n_clusters, mid, seed)
-        figures = evaluate_boxes(centers, half_widths, X_select, epsilon)
+        figures = model.region(n_clusters, mid, seed, epsilon).evaluate(X_select)
+        figures = {key: figures[key] for key in ("n", "risk", "adv_risk")}
         trace.append(dict(q=mid, **figures))
         if figures["risk"] >= alpha:
             lo = mid

@@ -182,6 +182,22 @@ def _stage1_width(dp, cap):
 
 
 @jit
+def _insert_survivors(i, bidx, cand, part, cnt, topd, topi):
+    """Insert query i's surviving candidates, whose ``part`` is now their
+    exact distance, into its running top-k (ties by index)."""
+    k = topd.shape[1]
+    thr = topd[i, k - 1]
+    worst = topi[i, k - 1]
+    for t in range(cnt):
+        s = np.int64(part[i, t])
+        jg = bidx[cand[i, t]]
+        if s < thr or (s == thr and jg < worst):
+            _insert(topd, topi, i, s, jg)
+            thr = topd[i, k - 1]
+            worst = topi[i, k - 1]
+
+
+@jit
 def _finish_l1(Q, i, B, bidx, cand, part, cnt, c0, topd, topi):
     """Later stages for query i: the next span (<= 256 columns) of every
     surviving candidate, branch-free, compacting the survivors; then insert the
@@ -208,15 +224,7 @@ def _finish_l1(Q, i, B, bidx, cand, part, cnt, c0, topd, topi):
             kept += np.int64((s < thr) | ((s == thr) & (bidx[j] < worst)))
         cnt = kept
         c += w
-    thr = topd[i, k - 1]
-    worst = topi[i, k - 1]
-    for t in range(cnt):
-        s = np.int64(part[i, t])
-        jg = bidx[cand[i, t]]
-        if s < thr or (s == thr and jg < worst):
-            _insert(topd, topi, i, s, jg)
-            thr = topd[i, k - 1]
-            worst = topi[i, k - 1]
+    _insert_survivors(i, bidx, cand, part, cnt, topd, topi)
 
 
 @jit
@@ -246,15 +254,7 @@ def _finish_l2(Q, i, B, bidx, cand, part, cnt, c0, topd, topi):
             kept += np.int64((s < thr) | ((s == thr) & (bidx[j] < worst)))
         cnt = kept
         c += w
-    thr = topd[i, k - 1]
-    worst = topi[i, k - 1]
-    for t in range(cnt):
-        s = np.int64(part[i, t])
-        jg = bidx[cand[i, t]]
-        if s < thr or (s == thr and jg < worst):
-            _insert(topd, topi, i, s, jg)
-            thr = topd[i, k - 1]
-            worst = topi[i, k - 1]
+    _insert_survivors(i, bidx, cand, part, cnt, topd, topi)
 
 
 @jit
@@ -284,15 +284,7 @@ def _finish_linf(Q, i, B, bidx, cand, part, cnt, c0, topd, topi):
             kept += np.int64((s < thr) | ((s == thr) & (bidx[j] < worst)))
         cnt = kept
         c += w
-    thr = topd[i, k - 1]
-    worst = topi[i, k - 1]
-    for t in range(cnt):
-        s = np.int64(part[i, t])
-        jg = bidx[cand[i, t]]
-        if s < thr or (s == thr and jg < worst):
-            _insert(topd, topi, i, s, jg)
-            thr = topd[i, k - 1]
-            worst = topi[i, k - 1]
+    _insert_survivors(i, bidx, cand, part, cnt, topd, topi)
 
 
 @jit
