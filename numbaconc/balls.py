@@ -25,8 +25,10 @@ import numpy as np
 from .errors import NumbaconcError
 from .kernels import balls as _k
 
-_EXACT_BATCH = 64  # candidates evaluated exactly per call (fixed: results and
-                   # history must not depend on the thread count)
+_FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
+                   # doubles per call up to the evaluator's capacity (thin GEMMs
+                   # waste BLAS; results never depend on the batch or thread count)
+_BATCH_BYTES = 1 << 27  # capacity: float64 rows of n distances per buffer (128 MiB)
 _GEMM_CHUNK = (1 << 24) // (255 * 255)  # uint8 features per float32 GEMM chunk:
                                         # every partial sum is an integer < 2**24, exact
 _SPOT_ROWS = 64  # rows of given neighbour distances checked against X
@@ -117,13 +119,13 @@ class _ExactEvaluator:
         self.X = X
         self.integer = integer
         n = X.shape[0]
-        self.D2 = np.empty((_EXACT_BATCH, n))
-        self.buf_u = np.empty((_EXACT_BATCH, n))
-        self.buf_e = np.empty((_EXACT_BATCH, n))
-        self.gain = np.empty(_EXACT_BATCH, dtype=np.int64)
-        self.r2 = np.empty(_EXACT_BATCH)
-        self.top = np.empty(_EXACT_BATCH)
-        self.prof = np.empty((_EXACT_BATCH, _N_PROFILE), dtype=np.int64)
+        self.capacity = cap = int(min(256, max(16, _BATCH_BYTES // (8 * n))))
+        self.D2 = np.empty((cap, n))
+        self.buf_u = np.empty((cap, n))
+        self.gain = np.empty(cap, dtype=np.int64)
+        self.r2 = np.empty(cap)
+        self.top = np.empty(cap)
+        self.prof = np.empty((cap, _N_PROFILE), dtype=np.int64)
         self.chunks = None
 
     def _prepare_gemm(self):
@@ -131,6 +133,7 @@ class _ExactEvaluator:
         d = X.shape[1]
         self.chunks = [np.ascontiguousarray(X[:, a:a + _GEMM_CHUNK], dtype=np.float32)
                        for a in range(0, d, _GEMM_CHUNK)]
+        self.G = np.empty((self.capacity, X.shape[0]), dtype=np.float32)
         self.sq = np.concatenate([(X[a:a + 8192].astype(np.int64) ** 2).sum(1)
                                   for a in range(0, X.shape[0], 8192)]).astype(np.float64)
 
@@ -143,18 +146,19 @@ class _ExactEvaluator:
         if self.chunks is None:
             self._prepare_gemm()
         acc = self.D2[:b]
-        acc[:] = 0.0
         sq_rows = np.ascontiguousarray(self.sq[rows])
+        G = self.G[:b]
         for c, Xc in enumerate(self.chunks):
-            G = Xc[rows] @ Xc.T
-            _k.add_products(acc, G, sq_rows, self.sq, c == len(self.chunks) - 1)
+            np.matmul(Xc[rows], Xc.T, out=G)
+            _k.add_products(acc, G, sq_rows, self.sq, c == 0, c == len(self.chunks) - 1)
         return acc
 
-    def __call__(self, cand, covered, expanded, n_lo, n_hi, eps):
+    def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):
         b = len(cand)
         self.fill(cand)
-        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps, self.buf_u,
-                           self.buf_e, self.gain, self.r2, self.top, self.prof)
+        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps,
+                           np.ascontiguousarray(top_hint[cand]), self.buf_u,
+                           self.gain, self.r2, self.top, self.prof)
         return self.gain[:b], self.r2[:b], self.top[:b], self.prof[:b]
 
 
@@ -218,6 +222,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     best_gain = np.empty(n, dtype=np.int64)
     best_r2 = np.empty(n, dtype=np.float64)
     lower = np.empty(n, dtype=np.int64)
+    list_top = np.empty(n, dtype=np.float64)
     exact = _ExactEvaluator(X, integer)
     # Bound carried across balls, for candidates once evaluated against all n:
     # later radii are r_m (m >= the later n_lo) among the then-uncovered points,
@@ -237,7 +242,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         n_lo = -(-need // (n_balls - t))
         n_hi = need
         _k.list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, n_exp - n_cov,
-                     best_gain, best_r2, lower)
+                     best_gain, best_r2, lower, list_top)
         # a gain not computed from the list is >= both bounds
         np.maximum(lower, carried[:, int(n_lo).bit_length() - 1] - penalty, out=lower)
         # lexicographic best (gain, i, r2); argmin returns the smallest i
@@ -249,14 +254,17 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         pending = pending[np.lexsort((pending, lower[pending]))]
         n_exact = 0
         pos = 0
+        size = min(_FIRST_BATCH, exact.capacity)
         while pos < len(pending):
             rest = pending[pos:]
             keep = (lower[rest] < bg) | ((lower[rest] == bg) & (rest < bi))
             if not keep.any():
                 break
-            cand = rest[keep][:_EXACT_BATCH]
+            cand = rest[keep][:size]
+            size = min(2 * size, exact.capacity)
             pos += int(np.flatnonzero(keep)[len(cand) - 1]) + 1
-            out_gain, out_r2, out_top, out_prof = exact(cand, covered, expanded, n_lo, n_hi, eps)
+            out_gain, out_r2, out_top, out_prof = exact(cand, covered, expanded, n_lo, n_hi, eps,
+                                                           list_top)
             n_exact += len(cand)
             carried[cand] = out_prof
             # the grown radius, rounded up a hair: over-counting penalties is safe
@@ -273,8 +281,8 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         strictly = _k.mark_ball(X, X[bi], br2, eps, integer, covered, expanded)
         fresh = np.flatnonzero(expanded & ~before)
         if (reach >= 0).any():
-            for a in range(0, len(fresh), _EXACT_BATCH):
-                rows = fresh[a:a + _EXACT_BATCH]
+            for a in range(0, len(fresh), exact.capacity):
+                rows = fresh[a:a + exact.capacity]
                 _k.add_penalties(exact.fill(rows), len(rows), reach, penalty)
         new_cov = int(covered.sum()) - n_cov
         new_exp = int(expanded.sum()) - n_exp

@@ -222,3 +222,45 @@ def test_bad_input():
         ball_coverage(X, np.zeros((2, 4)), np.ones(2), -1.0)
     with pytest.raises(NumbaconcError):
         ball_coverage(X, np.zeros((2, 4)), np.array([1.0, np.nan]), 1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_gain_kernel_against_sorting(seed):
+    """The counting kernel (quickselect + threshold bins) equals a plain
+    sort-and-count of the definition, with and without the list's top hint."""
+    from numbaconc.kernels import balls as kb
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(50, 400))
+    drow = rng.integers(0, [5, 50, 5000][seed % 3], n).astype(np.float64)
+    covered = rng.random(n) < 0.2
+    expanded = covered | (rng.random(n) < 0.2)
+    eps = float(rng.choice([0.0, 1.5, 30.0]))
+    n_hi = int(rng.integers(1, int((~covered).sum()) + 1))
+    n_lo = int(rng.integers(1, n_hi + 1))
+    # definition: for each m in [n_lo, n_hi], r_m = m-th smallest uncovered d2
+    unc = np.sort(drow[~covered])
+    best = None
+    for m in range(n_lo, n_hi + 1):
+        r2 = unc[m - 1]
+        g = max(r2, (np.sqrt(r2) + eps) ** 2)
+        gain = int(((drow <= g) & ~expanded).sum()) - int(((drow <= r2) & ~covered).sum())
+        if best is None or (gain, r2) < best:
+            best = (gain, r2)
+    for hint in (-1.0, unc[n_hi - 1]):
+        prof = np.empty(40, dtype=np.int64)
+        g, r2, top = kb._gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, hint,
+                                        np.empty(n), prof)
+        assert (g, r2) == best
+        assert top == unc[n_hi - 1]
+
+
+def test_select_matches_sort():
+    from numbaconc.kernels.balls import _select
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        n = int(rng.integers(1, 200))
+        a = rng.integers(0, int(rng.integers(1, 30)), n).astype(np.float64)
+        k = int(rng.integers(0, n))
+        assert _select(a.copy(), k) == np.sort(a)[k]

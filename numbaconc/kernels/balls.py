@@ -110,7 +110,7 @@ def list_sqdist(X, rows, idx, integer, out):
 
 @jit_parallel
 def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
-              best_gain, best_r2, lower):
+              best_gain, best_r2, lower, list_top):
     """One greedy step over every candidate centre, from its neighbour list.
 
     For candidate i, walks the list's tie groups of equal d2 in increasing
@@ -122,6 +122,7 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
     BIG if none; ``lower[i]``: a lower bound on every gain of i not computed
     exactly (BIG if none). An r_m beyond the list gets the bound -x_total
     (gain = new expanded in the shell - expanded-but-uncovered inside r).
+    ``list_top[i]``: r_{n_hi}**2 when the list holds it exactly, else -1.
     """
     n, K = idx.shape
     for i in prange(n):
@@ -129,6 +130,7 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
         br2 = np.inf
         lb = BIG
         lim_i = lim[i]
+        list_top[i] = -1.0
         uncov = 0
         not_exp = 0
         q = 0
@@ -162,6 +164,8 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
                 elif gain < lb:
                     lb = gain
             if uncov >= n_hi:
+                if r2 < lim_i:
+                    list_top[i] = r2
                 reached = True
                 break
             p = end
@@ -173,61 +177,135 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
 
 
 @jit
-def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, buf_u, buf_e, prof):
+def _select(a, k):
+    """The k-th smallest (0-based) value of ``a``, reordering ``a`` in place
+    (Hoare quickselect, median-of-three pivots; numba's np.partition copies
+    and was measured 5x slower here)."""
+    lo = 0
+    hi = a.shape[0] - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        x, y, z = a[lo], a[mid], a[hi]
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y = z
+            if x > y:
+                y = x
+        pivot = y
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        # now a[lo..j] <= pivot, a[i..hi] >= pivot, a[j+1..i-1] == pivot
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[lo]
+
+
+@jit(inline="always")
+def _cell(v, lo, inv_w, n_cells):
+    """Lookup cell of a value: monotone non-decreasing in v (every step is)."""
+    c = min(max((v - lo) * inv_w, 0.0), n_cells - 1.0)
+    return int(c)
+
+
+@jit
+def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, prof):
     """Best (gain, r2) of one candidate from its d2 to all n points (``drow``).
 
     Also fills ``prof[b]`` = min gain over the radii r_m with m in [2**b, n_hi]
     (BIG if 2**b > n_hi), and returns r_{n_hi}**2: the bound carried to later
-    balls (see fit_balls).
+    balls (see fit_balls). ``top_hint``: that value when the candidate's
+    neighbour list already gives it (skips the selection), else < 0.
+
+    Only the n_hi smallest uncovered distances (and ties) are sorted. The
+    not-expanded points are never sorted: each is dropped into the bin of the
+    first grown threshold it does not exceed (a lookup table over the
+    thresholds' range, then a short exact scan), and the counts per radius
+    are prefix sums of those bins. O(n + n_hi log n_hi) per candidate.
     """
-    nu = 0
-    ne = 0
-    for j in range(drow.shape[0]):
-        v = drow[j]
-        if not covered[j]:
-            buf_u[nu] = v
-            nu += 1
-        if not expanded[j]:
-            buf_e[ne] = v
-            ne += 1
-    # only the n_hi smallest uncovered (and ties) and the not-expanded points
-    # within grown(that radius) matter: select, then sort those few
-    if n_hi < nu:
-        top = np.partition(buf_u[:nu], n_hi - 1)[n_hi - 1]
-    else:
-        top = buf_u[:nu].max()
     cu = 0
-    for s in range(nu):
-        if buf_u[s] <= top:
-            buf_u[cu] = buf_u[s]
-            cu += 1
-    g_top = grown_threshold(top, eps)
-    ce = 0
-    for s in range(ne):
-        if buf_e[s] <= g_top:
-            buf_e[ce] = buf_e[s]
-            ce += 1
+    if top_hint >= 0.0:
+        top = top_hint
+        for j in range(drow.shape[0]):
+            if drow[j] <= top and not covered[j]:
+                buf_u[cu] = drow[j]
+                cu += 1
+    else:
+        nu = 0
+        for j in range(drow.shape[0]):
+            if not covered[j]:
+                buf_u[nu] = drow[j]
+                nu += 1
+        if n_hi < nu:
+            top = _select(buf_u[:nu], n_hi - 1)
+        else:
+            top = buf_u[:nu].max()
+        for s in range(nu):
+            if buf_u[s] <= top:
+                buf_u[cu] = buf_u[s]
+                cu += 1
     bu = buf_u[:cu]
-    be = buf_e[:ce]
     bu.sort()
-    be.sort()
-    for b in range(prof.shape[0]):
-        prof[b] = BIG
-    bg = BIG
-    br2 = np.inf
-    p = 0  # walk every m from 1 (for the profile); the best uses m >= n_lo
-    q = 0
+    # distinct radii r (in order) with P = uncovered points within r, and
+    # their grown thresholds G (non-decreasing, since grown() is monotone)
+    slots = min(cu, n_hi)
+    G = np.empty(slots)
+    R = np.empty(slots)
+    P = np.empty(slots, dtype=np.int64)
+    n_r = 0
+    p = 0
     while p < cu and p < n_hi:
         r2 = bu[p]
         while p < cu and bu[p] == r2:
             p += 1
-        g = grown_threshold(r2, eps)
-        while q < ce and be[q] <= g:
-            q += 1
-        gain = np.int64(q) - np.int64(p)
+        R[n_r] = r2
+        P[n_r] = p
+        G[n_r] = grown_threshold(r2, eps)
+        n_r += 1
+    # hist[k] = not-expanded points with G[k-1] < d2 <= G[k]
+    lo = G[0]
+    hi = G[n_r - 1]
+    n_cells = 8 * n_r
+    inv_w = n_cells / (hi - lo) if hi > lo else 0.0
+    start = np.zeros(n_cells + 1, dtype=np.int64)
+    for k in range(n_r):  # start[c] = #{k: cell(G[k]) < c} after the prefix sum
+        start[_cell(G[k], lo, inv_w, n_cells) + 1] += 1
+    for c in range(1, n_cells + 1):
+        start[c] += start[c - 1]
+    hist = np.zeros(n_r, dtype=np.int64)
+    for j in range(drow.shape[0]):
+        v = drow[j]
+        if v <= hi and not expanded[j]:
+            # every k below start[cell(v)] has G[k] < v (monotone cells)
+            k = start[_cell(v, lo, inv_w, n_cells)]
+            while G[k] < v:
+                k += 1
+            hist[k] += 1
+    for b in range(prof.shape[0]):
+        prof[b] = BIG
+    bg = BIG
+    br2 = np.inf
+    q = 0  # walk every m from 1 (for the profile); the best uses m >= n_lo
+    for k in range(n_r):
+        q += hist[k]
+        p = P[k]
+        gain = np.int64(q) - p
         if p >= n_lo and gain < bg:  # this radius is r_m for some m in [n_lo, n_hi]
             bg = gain
-            br2 = r2
+            br2 = R[k]
         b = 0
         while b < prof.shape[0] and (np.int64(1) << b) <= p:
             if gain < prof[b]:
@@ -247,13 +325,13 @@ def fill_rows(X, rows, integer, D2):
 
 
 @jit_parallel
-def gains_from_rows(D2, n_rows, covered, expanded, n_lo, n_hi, eps, buf_u, buf_e,
+def gains_from_rows(D2, n_rows, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u,
                     out_gain, out_r2, out_top, out_prof):
     """Exact best (gain, r2), r_{n_hi}**2 and gain profile of each candidate
     whose exact d2 to all n points is a row of D2 (rows of buf_* are scratch)."""
     for s in prange(n_rows):
         g, r2, top = _gains_from_row(D2[s], covered, expanded, n_lo, n_hi, eps,
-                                     buf_u[s], buf_e[s], out_prof[s])
+                                     top_hint[s], buf_u[s], out_prof[s])
         out_gain[s] = g
         out_r2[s] = r2
         out_top[s] = top
@@ -271,15 +349,19 @@ def add_penalties(D2, n_rows, reach, penalty):
         penalty[i] += c
 
 
-@jit
-def add_products(acc, G, sq_rows, sq_all, last):
-    """acc += G (float32 partial products, exact integers); on the last chunk
-    turn acc into d2 = |x|^2 + |y|^2 - 2 x.y (all exact integers in float64)."""
-    for s in range(G.shape[0]):
+@jit_parallel
+def add_products(acc, G, sq_rows, sq_all, first, last):
+    """acc += G (float32 partial products, exact integers; acc = G on the first
+    chunk); on the last chunk turn acc into d2 = |x|^2 + |y|^2 - 2 x.y (all
+    exact integers in float64). Rows are independent: parallel over rows."""
+    for s in prange(G.shape[0]):
         for j in range(G.shape[1]):
-            acc[s, j] += np.float64(G[s, j])
+            v = np.float64(G[s, j])
+            if not first:
+                v += acc[s, j]
             if last:
-                acc[s, j] = sq_rows[s] + sq_all[j] - 2.0 * acc[s, j]
+                v = sq_rows[s] + sq_all[j] - 2.0 * v
+            acc[s, j] = v
 
 
 @jit
