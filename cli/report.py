@@ -68,8 +68,7 @@ def reproduce(
         with ds, progress_callback(name) as progress:
             runner.progress = progress
             if not report_only:
-                for spec in plan(name, quick=quick):
-                    runner.run(spec, ds, data_ref)
+                runner.run_all(plan(name, quick=quick), ds, data_ref)
             if data_ref != "mnist":
                 src = datasets.describe(ds)
                 notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "
@@ -161,7 +160,7 @@ def curve(
         runner.progress = progress
         specs = curve_rows(data, metric=metric, alpha=alpha, epsilons=eps, eps_texts=texts,
                            methods=methods, protocol=protocol, options=options)
-        rows = [runner.run(spec, ds, data) for spec in specs]
+        rows = runner.run_all(specs, ds, data)
     good = [r for r in rows if "error" not in r]
     write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
     if good:

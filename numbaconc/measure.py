@@ -150,6 +150,8 @@ class Concentration:
         self._boxes: dict = {}
         self._knn: dict = {}
         self._runs: dict = {}
+        self._eps_plan: dict = {}    # (metric, alpha) -> epsilons that will be asked for
+        self._halfspace: dict = {}   # (metric, alpha, method, n_components, epsilon) -> fit
         self.timings: dict = {}
 
     # ------------------------------------------------------------ helpers
@@ -165,6 +167,13 @@ class Concentration:
             self._knn[key] = result
             self._tick(f"knn_{metric}", t0)
         return self._knn[key]
+
+    def expect_epsilons(self, metric: str, alpha: float, epsilons) -> None:
+        """Announce the epsilon grid that will be asked for at (metric, alpha):
+        the half-space search then fits the whole grid in one pass (directions,
+        projections and thresholds do not depend on epsilon)."""
+        key = (canonical_metric(metric), float(alpha))
+        self._eps_plan.setdefault(key, set()).update(float(e) for e in epsilons)
 
     def selection_alpha(self, alpha: float) -> float:
         """The risk every choice must reach on the selection set.
@@ -289,22 +298,33 @@ class Concentration:
     def halfspace(self, *, alpha, epsilon, metric, method="search", n_components=None) -> Estimate:
         """Half-space: ``pca`` (top principal component, Gilmer et al.) or
         ``search`` (Prescott et al. direction search)."""
-        from .halfspace import fit_halfspace
+        from .halfspace import fit_halfspace_curve
 
         _check_alpha_eps(alpha, epsilon)
-        t0 = time.perf_counter()
-        select = self.X_select if self.protocol == "holdout" else None
-        # thresholds and the validation constraint both aim at the selection target
-        fit = fit_halfspace(self.X_fit, self.selection_alpha(alpha), self.to_storage(epsilon),
-                            metric=metric,
-                            method=method, n_components=n_components, X_select=select,
-                            progress=self.progress)
-        timings = dict(fit=time.perf_counter() - t0)
+        base = (metric, float(alpha), method, n_components)
+        if base + (float(epsilon),) not in self._halfspace:
+            grid = {float(epsilon)}
+            if method == "search":  # the pca baseline is one direction: nothing to share
+                grid |= self._eps_plan.get((metric, float(alpha)), set())
+            grid = sorted(e for e in grid if base + (e,) not in self._halfspace)
+            t0 = time.perf_counter()
+            select = self.X_select if self.protocol == "holdout" else None
+            # thresholds and the validation constraint both aim at the selection target
+            fits = fit_halfspace_curve(self.X_fit, self.selection_alpha(alpha),
+                                       [self.to_storage(e) for e in grid], metric=metric,
+                                       method=method, n_components=n_components,
+                                       X_select=select, progress=self.progress)
+            share = (time.perf_counter() - t0) / len(grid)
+            for e, f in zip(grid, fits):
+                self._halfspace[base + (e,)] = (f, share, len(grid))
+        fit, share, n_shared = self._halfspace[base + (float(epsilon),)]
+        # one search served n_shared epsilons: each row carries its share of the time
+        timings = dict(fit=share)
         region = halfspace_region(fit.w, fit.b, metric=metric, epsilon=self.to_storage(epsilon),
                                   scale=self.scale,
                                   meta=dict(method=method, component=fit.component, power=fit.power))
         params = dict(method=method, component=int(fit.component), power=float(fit.power),
-                      n_components=n_components)
+                      n_components=n_components, search_shared_by_epsilons=n_shared)
         family = "pca" if method == "pca" else "halfspace"
         return self._estimate(family, family, metric, alpha, epsilon, params, [region],
                               timings=timings)

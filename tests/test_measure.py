@@ -173,3 +173,19 @@ def test_holdout_selection_clears_alpha_by_a_margin(tiny_h5):
         est = conc.boxes(alpha=0.05, epsilon=0.1, clusters=4)
         assert est.figures["validation"]["risk"] >= conc.selection_alpha(0.05)
         assert Concentration(ds, protocol="paper").selection_alpha(0.05) == 0.05
+
+
+@pytest.mark.parametrize("metric, grid", [("linf", (0.05, 0.1, 0.2)), ("l2", (0.5, 1.0))])
+def test_announced_epsilon_grid_gives_the_same_halfspaces(tiny_h5, metric, grid):
+    """One search over an announced epsilon grid equals one search per epsilon."""
+    with datasets.open_dataset(tiny_h5) as ds:
+        shared = Concentration(ds, protocol="holdout")
+        shared.expect_epsilons(metric, 0.05, grid)
+        for eps in grid:
+            alone = Concentration(ds, protocol="holdout").run(
+                "halfspace", metric=metric, alpha=0.05, epsilon=eps)
+            got = shared.run("halfspace", metric=metric, alpha=0.05, epsilon=eps)
+            assert got.params["search_shared_by_epsilons"] == len(grid)
+            assert alone.params["search_shared_by_epsilons"] == 1
+            np.testing.assert_array_equal(got.region.arrays["w"], alone.region.arrays["w"])
+            assert got.figures == alone.figures
