@@ -488,6 +488,55 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
 # ------------------------------------------------------------------ cache
 
 
+def subset_fetch_k(k: int, fraction: float, n: int) -> int:
+    """List length to fetch for the whole set so that, for a subset holding
+    ``fraction`` of the rows, almost every member keeps >= k subset entries
+    (binomial mean minus 5 std; the rare short rows are recomputed)."""
+    k_full = k
+    while k_full < n and fraction * k_full - 5.0 * np.sqrt(k_full * fraction * (1 - fraction)) < k:
+        k_full += max(1, k_full // 32)
+    return int(min(n, k_full))
+
+
+def subset_knn(full: KnnResult, rows, X_subset, k: int | None = None) -> KnnResult:
+    """kNN of a subset (sorted global ``rows``, data ``X_subset``) from the
+    all-pairs lists ``full`` of the whole set, without a new search.
+
+    ``k`` given: exactly the k nearest within the subset, as ``knn(X_subset, k)``
+    would return them (rows whose filtered list is shorter are recomputed
+    against the subset). ``k=None``: every row gets the length of the shortest
+    filtered list (a valid prefix of the exact lists; for callers whose result
+    does not depend on the list length, such as ``fit_balls``).
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    m = len(rows)
+    n = full.indices.shape[0]
+    if m < 1 or np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n:
+        raise NumbaconcError("subset rows must be sorted, distinct and within the full set")
+    if not full.include_self:
+        raise NumbaconcError("subset_knn needs lists that include each point itself")
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(m, dtype=np.int64)
+    k_out = full.k if k is None else int(k)
+    if not 1 <= k_out <= m:
+        raise NumbaconcError(f"k={k_out} must be in [1, {m}]")
+    idx = np.empty((m, k_out), dtype=np.int64)
+    dist = np.empty((m, k_out), dtype=np.float64)
+    count = np.empty(m, dtype=np.int64)
+    _kernels.filter_to_subset(np.ascontiguousarray(full.indices), np.ascontiguousarray(full.distances),
+                              rows, position, idx, dist, count)
+    if k is None:
+        k_out = int(count.min())
+        idx, dist = np.ascontiguousarray(idx[:, :k_out]), np.ascontiguousarray(dist[:, :k_out])
+    else:
+        short = np.flatnonzero(count < k_out)
+        if len(short):
+            fixed = knn(X_subset, k_out, metric=full.metric,
+                        queries=np.ascontiguousarray(X_subset[short]), include_self=True)
+            idx[short], dist[short] = fixed.indices, fixed.distances
+    return KnnResult(indices=idx, distances=dist, metric=full.metric, k=k_out, include_self=True)
+
+
 def _unit(dtype) -> str:
     return "pixel levels" if np.dtype(dtype) == np.uint8 else "[0,1] units"
 

@@ -18,7 +18,6 @@ All figures are fractions. Test figures carry 95 % Clopper-Pearson intervals
 
 from __future__ import annotations
 
-import hashlib
 import math
 import platform
 import time
@@ -28,9 +27,9 @@ import numpy as np
 
 from . import __version__
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
-from .datasets import Dataset, Split
+from .datasets import Dataset
 from .errors import NumbaconcError
-from .knn import cached_knn
+from .knn import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, halfspace_region
 from .stats import clopper_pearson
 
@@ -145,8 +144,6 @@ class Concentration:
             self.X_fit = train
             self.X_select = self.X_test
             self.select_name = "test"
-        self._fit_view = dataset if self.fit_rows is None else _SubsetView(dataset, self.fit_rows,
-                                                                          self.X_fit)
         self._boxes: dict = {}
         self._knn: dict = {}
         self._runs: dict = {}
@@ -158,12 +155,26 @@ class Concentration:
     def _tick(self, stage: str, start: float):
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
-    def neighbours(self, metric: str, k: int):
-        key = (metric, k)
+    def neighbours(self, metric: str, k: int, *, exact_k: bool = True):
+        """All-pairs neighbour lists of the fitting set (each point included).
+
+        Always searched on the whole training set (cached on disk by its
+        checksum): under ``holdout`` the fitting subset's lists are read off
+        longer whole-set lists, so both protocols share one search.
+        ``exact_k=False``: any length >= 1 will do (the whole-set k is fetched
+        and the subset gets the shortest filtered length).
+        """
+        key = (metric, k, exact_k)
         if key not in self._knn:
             t0 = time.perf_counter()
-            result, _ = cached_knn(self._fit_view, k, metric=metric, split="train",
+            n = self.ds.train.n_samples
+            k_full = k
+            if self.fit_rows is not None and exact_k:
+                k_full = subset_fetch_k(k, len(self.fit_rows) / n, n)
+            result, _ = cached_knn(self.ds, k_full, metric=metric, split="train",
                                    include_self=True, progress=self.progress)
+            if self.fit_rows is not None:
+                result = subset_knn(result, self.fit_rows, self.X_fit, k if exact_k else None)
             self._knn[key] = result
             self._tick(f"knn_{metric}", t0)
         return self._knn[key]
@@ -279,11 +290,13 @@ class Concentration:
         _check_alpha_eps(alpha, epsilon)
         if delta < 0:
             raise NumbaconcError(f"delta must be >= 0, got {delta}")
-        n = len(self.X_fit)
         # the paper used 2*ceil(alpha*n) neighbours; longer lists cost little in the kNN step
-        # and leave far fewer candidates for the exact fallback (bench/RESULTS-balls.md)
+        # and leave far fewer candidates for the exact fallback (bench/RESULTS-balls.md).
+        # Any length gives the same balls: the holdout subset takes what the
+        # whole training set's lists hold for it (the paper protocol's search, shared).
+        n = self.ds.train.n_samples
         k = n_neighbors or min(n, max(2 * math.ceil(alpha * n * (1 + delta)), 2000))
-        knn = self.neighbours("l2", k)
+        knn = self.neighbours("l2", k, exact_k=False)
         t0 = time.perf_counter()
         fit = fit_balls(self.X_fit, alpha, self.to_storage(epsilon), int(clusters), delta=delta,
                         neighbors=knn, progress=self.progress)
@@ -291,7 +304,7 @@ class Concentration:
         region = ball_region(fit.centers, fit.radii_sq, epsilon=self.to_storage(epsilon),
                              scale=self.scale, meta=dict(n_balls=int(clusters), delta=delta))
         params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
-                      n_neighbors=k)
+                      n_neighbors=int(knn.k))
         return self._estimate("balls", "balls", "l2", alpha, epsilon, params, [region],
                               timings=timings)
 
@@ -366,21 +379,6 @@ class Concentration:
         feasible = [e for e in estimates if e.figures[sel]["risk"] >= target] or estimates
         winner = min(feasible, key=lambda e: e.figures[sel]["adv_risk"])
         return winner, estimates
-
-
-class _SubsetView:
-    """What the neighbour cache needs of a dataset (``checksum``, ``split``),
-    for the fitting subset of the training set: its own checksum (derived from
-    the dataset's and the row indices) keys its own cache entry."""
-
-    def __init__(self, dataset: Dataset, rows: np.ndarray, X: np.ndarray):
-        digest = hashlib.sha256(dataset.checksum.encode())
-        digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
-        self.checksum = digest.hexdigest()
-        self.train = Split("train", X, None)
-
-    def split(self, name: str) -> Split:
-        return self.train
 
 
 def canonical_metric(metric: str) -> str:

@@ -365,3 +365,48 @@ def test_property_matches_brute_force(n, d, levels, metric, include_self, k_frac
     available = n if include_self else n - 1
     k = 1 + int(k_frac * (available - 1))
     check_exact(X, k, metric, include_self=include_self, block_rows=block)
+
+
+# ------------------------------------------------------------------ subsets
+
+
+@pytest.mark.parametrize("metric", ALL)
+@pytest.mark.parametrize("k_full", [6, 12, 40])
+def test_subset_lists_equal_a_direct_search(metric, k_full):
+    """Lists of a subset read off whole-set lists equal a search within the
+    subset, ties included; short rows (k_full small) are recomputed."""
+    from numbaconc.knn import subset_knn
+
+    rng = np.random.default_rng(k_full)
+    X = rng.integers(0, 3, size=(120, 5)).astype(np.uint8)  # many ties and duplicates
+    X[10] = X[11] = X[50]
+    rows = np.sort(rng.choice(120, 90, replace=False))
+    full = knn(X, k_full, metric=metric)
+    sub = np.ascontiguousarray(X[rows])
+    got = subset_knn(full, rows, sub, 5)
+    direct = knn(sub, 5, metric=metric)
+    np.testing.assert_array_equal(got.indices, direct.indices)
+    np.testing.assert_array_equal(got.distances, direct.distances)
+    # k=None: one common length, each row a prefix of the exact subset lists
+    loose = subset_knn(full, rows, sub)
+    assert 1 <= loose.k <= k_full
+    longer = knn(sub, loose.k, metric=metric)
+    np.testing.assert_array_equal(loose.indices, longer.indices)
+
+
+def test_subset_fetch_k_leaves_few_short_rows():
+    from numbaconc.knn import subset_fetch_k
+
+    assert subset_fetch_k(50, 1.0, 1000) == 50
+    k = subset_fetch_k(50, 0.8, 60000)
+    assert 50 < k < 120
+    assert subset_fetch_k(50, 0.8, 70) == 70
+
+
+def test_subset_rows_must_be_sorted():
+    from numbaconc.knn import subset_knn
+
+    X = np.arange(40, dtype=np.uint8).reshape(20, 2)
+    full = knn(X, 5, metric="l1")
+    with pytest.raises(NumbaconcError, match="sorted"):
+        subset_knn(full, np.array([3, 1]), X[[3, 1]], 2)

@@ -189,3 +189,19 @@ def test_announced_epsilon_grid_gives_the_same_halfspaces(tiny_h5, metric, grid)
             assert alone.params["search_shared_by_epsilons"] == 1
             np.testing.assert_array_equal(got.region.arrays["w"], alone.region.arrays["w"])
             assert got.figures == alone.figures
+
+
+def test_holdout_lists_are_those_of_the_fitting_subset(tiny_h5):
+    """Under holdout the fitting set's lists are read off whole-set lists:
+    they must equal a search within the fitting set itself."""
+    from numbaconc.knn import knn
+
+    with datasets.open_dataset(tiny_h5) as ds:
+        conc = Concentration(ds, protocol="holdout")
+        got = conc.neighbours("l1", 50)
+        direct = knn(conc.X_fit, 50, metric="l1")
+        np.testing.assert_array_equal(got.indices, direct.indices)
+        np.testing.assert_array_equal(got.distances, direct.distances)
+        loose = conc.neighbours("l2", 60, exact_k=False)
+        prefix = knn(conc.X_fit, loose.k, metric="l2")
+        np.testing.assert_array_equal(loose.indices, prefix.indices)

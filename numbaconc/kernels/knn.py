@@ -894,3 +894,32 @@ def knn_block_linf_u8_sketch(Q, qidx, cols, B, bidx, BT, b0, exclude_self, topd,
         _finish_linf(Q, i, B, bidx, cand, part, c, 0, topd, topi)
 
 
+
+
+# ------------------------------------------------------------------ subsets
+
+
+@jit_parallel
+def filter_to_subset(indices, distances, rows, position, out_idx, out_dist, count):
+    """Neighbour lists of a subset, read off the lists of the whole set.
+
+    For subset member s (global row ``rows[s]``), walks that row's list in
+    order and keeps the entries whose global index is in the subset
+    (``position[g] >= 0``), renumbered to subset positions, up to
+    ``out_idx.shape[1]``; ``count[s]`` = how many were kept. Lists sorted by
+    (distance, global index) stay sorted by (distance, subset index) because
+    ``position`` is increasing in the global index.
+    """
+    k_out = out_idx.shape[1]
+    for s in prange(rows.shape[0]):
+        r = rows[s]
+        c = 0
+        for p in range(indices.shape[1]):
+            if c == k_out:
+                break
+            pos = position[indices[r, p]]
+            if pos >= 0:
+                out_idx[s, c] = pos
+                out_dist[s, c] = distances[r, p]
+                c += 1
+        count[s] = c
