@@ -29,7 +29,7 @@ from . import __version__
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
 from .errors import NumbaconcError
-from .knn import cached_knn, subset_fetch_k, subset_knn
+from .knn import KnnResult, cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, halfspace_region
 from .stats import clopper_pearson
 
@@ -161,6 +161,8 @@ class Concentration:
         Always searched on the whole training set (cached on disk by its
         checksum): under ``holdout`` the fitting subset's lists are read off
         longer whole-set lists, so both protocols share one search.
+        Exact-k lists are fetched at the length the holdout subset needs under
+        either protocol, so a paper run and a holdout run share one search.
         ``exact_k=False``: any length >= 1 will do (the whole-set k is fetched
         and the subset gets the shortest filtered length).
         """
@@ -169,12 +171,15 @@ class Concentration:
             t0 = time.perf_counter()
             n = self.ds.train.n_samples
             k_full = k
-            if self.fit_rows is not None and exact_k:
-                k_full = subset_fetch_k(k, len(self.fit_rows) / n, n)
+            if exact_k:  # both protocols fetch what the holdout subset needs: one search
+                k_full = subset_fetch_k(k, 1.0 - self.val_fraction, n)
             result, _ = cached_knn(self.ds, k_full, metric=metric, split="train",
                                    include_self=True, progress=self.progress)
             if self.fit_rows is not None:
                 result = subset_knn(result, self.fit_rows, self.X_fit, k if exact_k else None)
+            elif result.k > k and exact_k:  # rows are sorted: the first k are the k nearest
+                result = KnnResult(indices=result.indices[:, :k], distances=result.distances[:, :k],
+                                   metric=result.metric, k=k, include_self=True)
             self._knn[key] = result
             self._tick(f"knn_{metric}", t0)
         return self._knn[key]
