@@ -34,6 +34,7 @@ _GEMM_CHUNK = (1 << 24) // (255 * 255)  # uint8 features per float32 GEMM chunk:
 _SPOT_ROWS = 64  # rows of given neighbour distances checked against X
 _REL_SLACK = 1e-9  # float data: neighbour distances may differ from ours by rounding
 _N_PROFILE = 40  # carried bounds for m >= 2**b, b < 40
+_INT32_MAX_D = (2**31 - 1) // (255 * 255)  # uint8 features whose squared distance fits int32
 
 
 @dataclass
@@ -87,8 +88,9 @@ def _check_neighbors(neighbors, n: int) -> np.ndarray:
                              f"got {idx.shape}")
     if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
         raise NumbaconcError(f"neighbors.indices must be integers in [0, {n})")
-    # our own copy: rows are re-sorted in place by exact distance
-    return np.array(idx, dtype=np.int64, order="C", copy=True)
+    # our own copy: rows are re-sorted in place by exact distance (int32 halves
+    # the memory of long lists; every index fits)
+    return np.array(idx, dtype=np.int32 if n < 2**31 else np.int64, order="C", copy=True)
 
 
 def _list_distances(X, idx, neighbors, integer):
@@ -212,7 +214,9 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
 
     integer = X.dtype == np.uint8
     eps = float(epsilon)
-    d2 = np.empty((n, K), dtype=np.float64)
+    # squared distances of uint8 rows are exact integers: int32 holds them when
+    # d * 255**2 < 2**31 (d <= 33025), at half the memory of float64
+    d2 = np.empty((n, K), dtype=np.int32 if integer and X.shape[1] <= _INT32_MAX_D else np.float64)
     lim = np.empty(n, dtype=np.float64)
     dist, recompute = _list_distances(X, idx, neighbors, integer)
     _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK)
