@@ -517,18 +517,18 @@ def subset_knn(full: KnnResult, rows, X_subset, k: int | None = None) -> KnnResu
         raise NumbaconcError("subset_knn needs lists that include each point itself")
     position = np.full(n, -1, dtype=np.int64)
     position[rows] = np.arange(m, dtype=np.int64)
-    k_out = full.k if k is None else int(k)
+    indices = np.ascontiguousarray(full.indices)
+    count = np.empty(m, dtype=np.int64)
+    if k is None:  # first count, so the output is allocated at its final width
+        _kernels.count_in_subset(indices, rows, position, count)
+    k_out = int(count.min()) if k is None else int(k)
     if not 1 <= k_out <= m:
         raise NumbaconcError(f"k={k_out} must be in [1, {m}]")
     idx = np.empty((m, k_out), dtype=np.int64)
     dist = np.empty((m, k_out), dtype=np.float64)
-    count = np.empty(m, dtype=np.int64)
-    _kernels.filter_to_subset(np.ascontiguousarray(full.indices), np.ascontiguousarray(full.distances),
-                              rows, position, idx, dist, count)
-    if k is None:
-        k_out = int(count.min())
-        idx, dist = np.ascontiguousarray(idx[:, :k_out]), np.ascontiguousarray(dist[:, :k_out])
-    else:
+    _kernels.filter_to_subset(indices, np.ascontiguousarray(full.distances), rows, position,
+                              idx, dist, count)
+    if k is not None:
         short = np.flatnonzero(count < k_out)
         if len(short):
             fixed = knn(X_subset, k_out, metric=full.metric,

@@ -900,6 +900,18 @@ def knn_block_linf_u8_sketch(Q, qidx, cols, B, bidx, BT, b0, exclude_self, topd,
 
 
 @jit_parallel
+def count_in_subset(indices, rows, position, count):
+    """count[s] = entries of row ``rows[s]``'s list that belong to the subset."""
+    for s in prange(rows.shape[0]):
+        r = rows[s]
+        c = 0
+        for p in range(indices.shape[1]):
+            if position[indices[r, p]] >= 0:
+                c += 1
+        count[s] = c
+
+
+@jit_parallel
 def filter_to_subset(indices, distances, rows, position, out_idx, out_dist, count):
     """Neighbour lists of a subset, read off the lists of the whole set.
 
