@@ -176,6 +176,10 @@ class Runner:
 
     def context(self, ds, protocol) -> Concentration:
         key = (str(ds.path), protocol)
+        # one dataset at a time: drop the other datasets' contexts (their
+        # neighbour lists are GBs; `reproduce all` held three datasets' at once)
+        for other in [k for k in self._contexts if k[0] != key[0]]:
+            del self._contexts[other]
         if key not in self._contexts:
             self._contexts[key] = Concentration(ds, protocol=protocol, seed=self.seed,
                                                 progress=self.progress)

@@ -205,3 +205,21 @@ def test_holdout_lists_are_those_of_the_fitting_subset(tiny_h5):
         loose = conc.neighbours("l2", 60, exact_k=False)
         prefix = knn(conc.X_fit, loose.k, metric="l2")
         np.testing.assert_array_equal(loose.indices, prefix.indices)
+
+
+def test_runner_keeps_one_dataset_in_memory(tiny_h5, tmp_path):
+    """`reproduce all` runs datasets one after another: contexts (and their
+    neighbour lists) of a finished dataset are dropped when the next begins."""
+    import shutil
+
+    from numbaconc.reproduce import Runner
+
+    other = tmp_path / "other.h5"
+    shutil.copy(tiny_h5, other)
+    runner = Runner(tmp_path / "out", log=lambda m: None)
+    with datasets.open_dataset(tiny_h5) as a, datasets.open_dataset(other) as b:
+        first = runner.context(a, "paper")
+        assert runner.context(a, "paper") is first
+        runner.context(a, "holdout")
+        runner.context(b, "paper")
+        assert [k[0] for k in runner._contexts] == [str(b.path)]
