@@ -188,15 +188,13 @@ class Runner:
     def run_all(self, specs, ds, data_ref: str) -> list[dict]:
         """Run rows in order, first telling each protocol's context which
         epsilons are coming, so that epsilon-independent work is done once."""
-        todo = [s for s in specs if self.force or s.key not in self.rows
-                or "error" in self.rows[s.key]]
-        for spec in todo:
-            if spec.family in ("halfspace", "best"):
-                self.context(ds, spec.protocol).expect_epsilons(
-                    spec.metric, spec.alpha, [s.epsilon for s in todo
-                                              if (s.protocol, s.metric, s.alpha) ==
-                                              (spec.protocol, spec.metric, spec.alpha)
-                                              and s.family in ("halfspace", "best")])
+        grids: dict = {}
+        for s in specs:
+            if s.family in ("halfspace", "best") and (
+                    self.force or s.key not in self.rows or "error" in self.rows[s.key]):
+                grids.setdefault((s.protocol, s.metric, s.alpha), []).append(s.epsilon)
+        for (protocol, metric, alpha), epsilons in grids.items():
+            self.context(ds, protocol).expect_epsilons(metric, alpha, epsilons)
         return [self.run(spec, ds, data_ref) for spec in specs]
 
     def run(self, spec: RowSpec, ds, data_ref: str) -> dict:
