@@ -57,6 +57,10 @@ def measure(
     tune: Annotated[bool, typer.Option("--tune", help="Boxes: tune T over the grid and q by bisection.")] = False,
     t_grid: Annotated[str, typer.Option(help="Boxes: T grid for --tune.")] = "5,10,15,20,40,75",
     box: Annotated[Box, typer.Option(help="Boxes: symmetric (paper) or tight (per-coordinate min/max).")] = Box.symmetric,
+    domain: Annotated[Optional[bool], typer.Option(
+        "--domain/--no-domain",
+        help="Boxes: count E_eps within the pixel range [0, 255] (faces whose grown copy leaves it "
+             "bind nothing). Default: on for holdout, off for paper (the 2019 count).")] = None,
     delta: Annotated[float, typer.Option(min=0.0, help="Balls: extra coverage delta.")] = 0.0,
     protocol: Annotated[Protocol, typer.Option(help="holdout (tune on a validation split) or paper (2019: looks at test).")] = Protocol.holdout,
     repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts with seeds seed..seed+R-1.")] = 1,
@@ -71,11 +75,11 @@ def measure(
         from numbaconc.errors import NumbaconcError
 
         raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
-    options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats,
+    options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats, domain=domain,
                    t_grid=tuple(int(t) for t in parse_floats(t_grid, "--t-grid")) if tune or clusters is None else None)
     if metric == Metric.l2:
         options.update(delta=delta)
-        options.pop("q"), options.pop("box"), options.pop("t_grid")
+        options.pop("q"), options.pop("box"), options.pop("t_grid"), options.pop("domain")
         if clusters is None:
             options["clusters"] = 20
     with datasets.open_dataset(data) as ds, progress_callback("measure") as progress:
@@ -104,7 +108,7 @@ def print_result(result: dict):
     for row in rows:
         test, train = row["test"], row["train"]
         params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()
-                           if k in ("clusters", "q", "box", "delta", "component", "power", "repeats"))
+                           if k in ("clusters", "q", "box", "domain", "delta", "component", "power", "repeats"))
         winner = " *" if row.get("family") == result.get("winner") and "families" in result else ""
         table.add_row(row["family"] + winner, params, pct(train["risk"]), pct(train["adv_risk"]),
                       pct(test["risk"], test.get("risk_std")), pct(test["adv_risk"], test.get("adv_risk_std")),

@@ -134,6 +134,9 @@ def curve(
     q: Annotated[Optional[float], typer.Option(help="Boxes: fixed q (with --clusters).")] = None,
     t_grid: Annotated[str, typer.Option(help="Boxes: T grid when tuning.")] = "5,10,15,20",
     box: Annotated[str, typer.Option(help="Boxes: symmetric or tight.")] = "tight",
+    domain: Annotated[Optional[bool], typer.Option(
+        "--domain/--no-domain",
+        help="Boxes: count E_eps within the pixel range (default: on for holdout, off for paper).")] = None,
     delta: Annotated[float, typer.Option(min=0.0, help="Balls: extra coverage delta.")] = 0.0,
     repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -150,7 +153,7 @@ def curve(
     eps = parse_floats(epsilon, "--epsilon")
     methods = list(FAMILIES[metric]) + ["best"] if method == "best" else [method]
     if metric == "linf":
-        options = dict(box=box, repeats=repeats, clusters=clusters, q=q,
+        options = dict(box=box, repeats=repeats, clusters=clusters, q=q, domain=domain,
                        t_grid=None if clusters is not None
                        else tuple(int(t) for t in parse_floats(t_grid, "--t-grid")))
     else:

@@ -9,7 +9,9 @@ the complement of a union of T boxes grown by eps.
 4. one box per cluster: ``symmetric`` (mean +- max deviation, the paper's) or
    ``tight`` (per-coordinate min/max of the cluster, same members, less volume);
 5. risk = fraction outside every box grown by eps; adversarial risk = fraction
-   outside every box (an upper bound on the measure of E_eps).
+   outside every box (an upper bound on the measure of E_eps); with a data
+   domain, faces whose grown copy lies outside it are not tested (a tighter
+   upper bound, see numbaconc.boxes_coverage).
 
 Tuning: for each T, binary search of q keeping the largest q whose risk on the
 selection set is >= alpha, then the (T, q) with the lowest adversarial risk on
@@ -80,16 +82,16 @@ class BoxesModel:
             self._cache[key] = (centers, half_widths, km)
         return self._cache[key]
 
-    def region(self, n_clusters: int, q: float, seed: int, epsilon: float) -> Region:
+    def region(self, n_clusters: int, q: float, seed: int, epsilon: float, domain=None) -> Region:
         centers, half_widths, km = self.boxes(n_clusters, q, seed)
         meta = dict(n_clusters=n_clusters, q=q, seed=seed, n_dense=self.n_dense(q),
                     kmeans_iterations=km.n_iter, kmeans_converged=bool(km.converged))
         return box_region(centers, half_widths, epsilon=epsilon, scale=self.scale,
-                          shape=self.shape, meta=meta)
+                          shape=self.shape, domain=domain, meta=meta)
 
 
 def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsilon: float,
-             seed: int, q_tol: float = Q_TOLERANCE) -> dict:
+             seed: int, q_tol: float = Q_TOLERANCE, domain=None) -> dict:
     """Largest q in (0, 1) whose selection-set risk is >= alpha (bisection to q_tol).
 
     Risk falls as q grows (more points inside the boxes), so the feasible q
@@ -104,7 +106,7 @@ def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsi
         if mid < min_q:  # too few dense points for T clusters: treat as infeasible-small
             lo = mid
             continue
-        figures = model.region(n_clusters, mid, seed, epsilon).evaluate(X_select)
+        figures = model.region(n_clusters, mid, seed, epsilon, domain).evaluate(X_select)
         figures = {key: figures[key] for key in ("n", "risk", "adv_risk")}
         trace.append(dict(q=mid, **figures))
         if figures["risk"] >= alpha:
@@ -118,7 +120,8 @@ def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsi
 
 
 def tune_boxes(model: BoxesModel, X_select, *, alpha: float, epsilon: float, seed: int,
-               t_grid=DEFAULT_T_GRID, q_tol: float = Q_TOLERANCE, progress=None) -> dict:
+               t_grid=DEFAULT_T_GRID, q_tol: float = Q_TOLERANCE, domain=None,
+               progress=None) -> dict:
     """For every T in the grid, search q; pick the (T, q) with the lowest
     selection-set adversarial risk."""
     table = []
@@ -126,7 +129,7 @@ def tune_boxes(model: BoxesModel, X_select, *, alpha: float, epsilon: float, see
         if n_clusters > len(model.X):
             continue
         table.append(search_q(model, X_select, n_clusters=n_clusters, alpha=alpha,
-                              epsilon=epsilon, seed=seed, q_tol=q_tol))
+                              epsilon=epsilon, seed=seed, q_tol=q_tol, domain=domain))
         if progress is not None:
             progress(i + 1, len(t_grid))
     feasible = [row for row in table if row["q"] is not None]

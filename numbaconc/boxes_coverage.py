@@ -7,6 +7,14 @@ and outside E iff it is inside some grown box.
 
 Everything is in storage units (pixel levels for uint8 data). ``X`` may be a
 numpy array, a read-only memmap or an ``h5py.Dataset`` (read in row blocks).
+
+The data domain. Images live in [0, 1]^d (pixel levels [0, 255]), and so do
+E and the adversary's perturbed points. A face of a grown box that lies
+outside the domain has no point of E beyond it, so it cannot put anything in
+E_eps: with ``domain=(lo, hi)`` such faces are not tested when counting E_eps.
+That is still an upper bound on E_eps (a point is counted safe only when its
+whole eps-ball, cut to the domain, lies in one grown box), tighter than the
+2019 count, which treats E as extending outside the domain (``domain=None``).
 """
 
 from __future__ import annotations
@@ -142,7 +150,44 @@ def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric
     return box_centers, widths
 
 
-def box_coverage(X, box_centers, half_widths, margin: float, *, block_rows: int = 65536):
+def face_slack(box_centers, half_widths, margin: float, domain=None):
+    """(below, above), (T, d) float64: the half-widths the E_eps test uses on
+    each side of each box, +inf where the grown face lies outside ``domain``.
+
+    With ``domain=(lo, hi)``: the lower face of box j in coordinate t binds
+    nothing when c - w - margin < lo (every domain point is above the grown
+    face there), likewise the upper face when c + w + margin > hi. The test
+    is strict with a relative slack of 1e-9, so float rounding can only keep
+    a face, never free one it should not (never optimistic).
+    """
+    w = np.asarray(half_widths, dtype=np.float64)
+    below = w.copy()
+    above = w.copy()
+    if domain is not None:
+        lo, hi = (float(v) for v in domain)
+        c = np.asarray(box_centers, dtype=np.float64)
+        slack = 1e-9 * (1.0 + np.abs(c) + np.abs(w) + margin)
+        live = w >= 0  # empty boxes stay empty
+        below[live & (c - w - margin < lo - slack)] = np.inf
+        above[live & (c + w + margin > hi + slack)] = np.inf
+    return below, above
+
+
+def check_domain(domain):
+    """``None`` or a (lo, hi) pair of finite floats with lo < hi."""
+    if domain is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in domain)
+    except (TypeError, ValueError):
+        raise NumbaconcError(f"domain must be a (low, high) pair, got {domain!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise NumbaconcError(f"domain must be finite with low < high, got ({lo}, {hi})")
+    return lo, hi
+
+
+def box_coverage(X, box_centers, half_widths, margin: float, *, domain=None,
+                 block_rows: int = 65536):
     """Which rows are in the union of the boxes, and of the boxes grown by ``margin``.
 
     Returns (inside, inside_grown), (n,) bool each, from one pass over X:
@@ -158,8 +203,13 @@ def box_coverage(X, box_centers, half_widths, margin: float, *, block_rows: int 
     |x - c| <= w + 25.5 holds exactly when |x - c| <= w + 25: a non-integer
     margin acts as its floor. For symmetric boxes (c a k-means mean) the
     comparison is simply the float64 one.
+
+    ``domain=(lo, hi)`` (storage units): ``inside`` ignores the faces whose
+    grown copy lies outside the domain (``face_slack``); every row of X must
+    then lie in the domain. ``inside_grown`` does not depend on it.
     """
     n, d = _n_rows_cols(X)
+    domain = check_domain(domain)
     box_centers = np.asarray(box_centers)
     if box_centers.ndim != 2 or box_centers.shape[1] != d:
         raise NumbaconcError(f"box_centers must have shape (T, {d}), got {box_centers.shape}")
@@ -175,10 +225,15 @@ def box_coverage(X, box_centers, half_widths, margin: float, *, block_rows: int 
     if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
         raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
     empty_box = (half_widths < 0).any(axis=1)
+    below, above = face_slack(box_centers, half_widths, margin, domain)
     inside = np.empty(n, np.bool_)
     inside_grown = np.empty(n, np.bool_)
     for a, block in _blocks(X, block_rows):
         b = a + block.shape[0]
-        _b.box_coverage(block, box_centers, half_widths, empty_box, margin,
+        if domain is not None and block.size and (block.min() < domain[0] or block.max() > domain[1]):
+            raise NumbaconcError(
+                f"rows {a}..{b - 1} have values outside the domain [{domain[0]:g}, {domain[1]:g}]: "
+                "the domain-aware count does not apply (count without the domain)")
+        _b.box_coverage(block, box_centers, half_widths, below, above, empty_box, margin,
                         inside[a:b], inside_grown[a:b])
     return inside, inside_grown

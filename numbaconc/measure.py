@@ -39,7 +39,7 @@ FAMILIES = {"linf": ("boxes", "halfspace"), "l2": ("balls", "halfspace")}
 FAMILY_METRIC = {"boxes": "linf", "balls": "l2"}
 FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2"}
 METHOD_OPTIONS = {
-    "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k"),
+    "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain"),
     "balls": ("clusters", "delta", "n_neighbors"),
     "halfspace": ("n_components",),
     "pca": (),
@@ -238,11 +238,31 @@ class Concentration:
                         repeats=repeats, tuning=tuning, timings=dict(timings or {}))
 
     # ------------------------------------------------------------ families
+    @property
+    def domain(self):
+        """The data domain in storage units: pixel levels [0, 255] for uint8
+        images; None for float data (e.g. the Gaussian ground-truth sets,
+        which live in all of R^d)."""
+        return (0.0, 255.0) if self.X_test.dtype == np.uint8 else None
+
     def boxes(self, *, alpha, epsilon, clusters=None, q=None, box="symmetric", repeats=1,
-              t_grid=DEFAULT_T_GRID, density_k=DENSITY_K, max_iter=30) -> Estimate:
+              t_grid=DEFAULT_T_GRID, density_k=DENSITY_K, max_iter=30, domain=None) -> Estimate:
         """Complement of T boxes (l-inf). Fixed (T, q); or T fixed and q searched;
-        or both tuned over ``t_grid`` (selection set decides)."""
+        or both tuned over ``t_grid`` (selection set decides).
+
+        ``domain``: count E_eps within the data domain (faces whose grown copy
+        lies outside the pixel range [0, 255] bind nothing; see
+        numbaconc.boxes_coverage). None = the protocol's default: on under
+        ``holdout`` for uint8 images, off under ``paper`` (the 2019 count,
+        for reproduction) and for float data.
+        """
         _check_alpha_eps(alpha, epsilon)
+        if domain and self.domain is None:
+            raise NumbaconcError("counting within the data domain needs uint8 images "
+                                 f"(this dataset is {self.X_test.dtype}): use --no-domain")
+        if domain is None:
+            domain = self.protocol == "holdout" and self.domain is not None
+        box_domain = self.domain if domain else None
         if q is not None and not 0.0 < q < 1.0 + 1e-12:
             raise NumbaconcError(f"q must be in (0, 1], got {q}")
         if q is not None and clusters is None:
@@ -256,21 +276,23 @@ class Concentration:
             chosen_t, chosen_q = int(clusters), float(q)
         elif clusters is not None:
             found = search_q(model, self.X_select, n_clusters=int(clusters),
-                             alpha=self.selection_alpha(alpha), epsilon=eps, seed=self.seed)
+                             alpha=self.selection_alpha(alpha), epsilon=eps, seed=self.seed,
+                             domain=box_domain)
             if found["q"] is None:
                 raise NumbaconcError(f"no q reached risk >= alpha with T={clusters}")
             chosen_t, chosen_q, tuning = int(clusters), found["q"], dict(table=[found])
         else:
             tuning = tune_boxes(model, self.X_select, alpha=self.selection_alpha(alpha),
-                                epsilon=eps, seed=self.seed, t_grid=t_grid)
+                                epsilon=eps, seed=self.seed, t_grid=t_grid, domain=box_domain)
             chosen_t, chosen_q = tuning["n_clusters"], tuning["q"]
         timings["tune"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        regions = [model.region(chosen_t, chosen_q, self.seed + r, eps) for r in range(repeats)]
+        regions = [model.region(chosen_t, chosen_q, self.seed + r, eps, box_domain)
+                   for r in range(repeats)]
         timings["fit"] = time.perf_counter() - t0
         params = dict(clusters=chosen_t, q=chosen_q, box=box, repeats=repeats, seed=self.seed,
                       density_k=density_k, kmeans_metric="l1", max_iter=max_iter,
-                      tuned=tuning is not None)
+                      tuned=tuning is not None, domain=bool(domain))
         if tuning is not None:
             tuning = dict(selection=self.select_name, risk_target=self.selection_alpha(alpha),
                           table=[{k: v for k, v in row.items() if k != "trace"}

@@ -7,7 +7,8 @@ of the second.
 
 | family    | E                                      | counted E_eps              | exact?      |
 |-----------|----------------------------------------|----------------------------|-------------|
-| boxes     | outside every box grown by eps (l-inf) | outside every box          | upper bound |
+| boxes     | outside every box grown by eps (l-inf) | outside every box (faces   | upper bound |
+|           |                                        | beyond the domain ignored) |             |
 | balls     | inside some ball (l2)                  | inside some ball grown eps | exact       |
 | halfspace | w.x >= b                               | w.x >= b - eps*||w||_*     | exact       |
 """
@@ -46,7 +47,8 @@ class Region:
             from .boxes_coverage import box_coverage
 
             inside, inside_grown = box_coverage(
-                X, self.arrays["centers"], self.arrays["half_widths"], self.epsilon
+                X, self.arrays["centers"], self.arrays["half_widths"], self.epsilon,
+                domain=self.domain,
             )
             return ~inside_grown, ~inside
         if self.kind == "balls":
@@ -62,6 +64,13 @@ class Region:
             w = self.arrays["w"]
             return halfspace_coverage(X, w, float(self.arrays["b"]), self.shift)
         raise NumbaconcError(f"unknown region kind {self.kind!r}")
+
+    @property
+    def domain(self):
+        """Box regions: (lo, hi) data domain in storage units when E_eps is
+        counted within it, None for the 2019 count (see boxes_coverage)."""
+        value = self.meta.get("domain")
+        return None if value is None else (float(value[0]), float(value[1]))
 
     @property
     def shift(self) -> float:
@@ -122,6 +131,8 @@ class Region:
                    exact_expansion=self.exact)
         if self.kind in ("boxes", "balls"):
             out["n_parts"] = int(len(self.arrays["centers"]))
+        if self.kind == "boxes":
+            out["expansion_count"] = "within the data domain" if self.domain else "unbounded (2019)"
         return out
 
 
@@ -143,11 +154,16 @@ def _as_2d(X, n_features: int):
     return X
 
 
-def box_region(centers, half_widths, *, epsilon, scale, shape, meta=None) -> Region:
+def box_region(centers, half_widths, *, epsilon, scale, shape, domain=None, meta=None) -> Region:
+    """``domain``: (lo, hi) in storage units to count E_eps within the data
+    domain, None for the 2019 count."""
     centers = np.ascontiguousarray(centers, dtype=np.float64)
+    meta = dict(meta or {}, box=shape)
+    if domain is not None:
+        meta["domain"] = [float(domain[0]), float(domain[1])]
     return Region("boxes", "linf", float(epsilon), float(scale), centers.shape[1],
                   dict(centers=centers, half_widths=np.ascontiguousarray(half_widths, np.float64)),
-                  dict(meta or {}, box=shape))
+                  meta)
 
 
 def ball_region(centers, radii_sq, *, epsilon, scale, meta=None) -> Region:

@@ -79,3 +79,15 @@ def coverage(X, centers, widths, margin):
     inside = ((dev <= W).all(axis=2) & valid).any(axis=1)
     grown = ((dev <= W + margin).all(axis=2) & valid).any(axis=1)
     return inside, grown
+
+
+def coverage_in_domain(X, centers, widths, margin, lo, hi):
+    """Brute force of the domain-aware E_eps count, from its definition: row x
+    is safe when its eps-ball cut to [lo, hi]^d lies in some grown box, i.e.
+    max(lo, x - m) >= c - w - m and min(hi, x + m) <= c + w + m in every t."""
+    X64 = np.asarray(X).astype(np.float64)[:, None, :]
+    C = np.asarray(centers)[None, :, :]
+    W = np.asarray(widths)[None, :, :]
+    valid = ~(np.asarray(widths) < 0).any(axis=1)
+    ok = (np.maximum(lo, X64 - margin) >= C - W - margin) & (np.minimum(hi, X64 + margin) <= C + W + margin)
+    return (ok.all(axis=2) & valid).any(axis=1)

@@ -7,10 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from numbaconc.boxes_coverage import box_coverage, boxes_from_clusters
+from numbaconc.boxes_coverage import box_coverage, boxes_from_clusters, face_slack
 from numbaconc.errors import NumbaconcError
 from reference_kmeans import boxes as ref_boxes
 from reference_kmeans import coverage as ref_coverage
+from reference_kmeans import coverage_in_domain as ref_coverage_in_domain
 
 
 def clustered_uint8(rng, n=400, d=6, k=5):
@@ -207,3 +208,50 @@ def test_real_mnist_subset(shared_data):
 def test_bad_input(call, match):
     with pytest.raises(NumbaconcError, match=match):
         call(np.zeros((10, 3), np.uint8))
+
+
+@pytest.mark.parametrize("shape", ["symmetric", "tight"])
+@pytest.mark.parametrize("margin", [0.0, 8.5, 25.5, 76.5])
+def test_domain_count_matches_its_definition(shape, margin):
+    # boxes near the pixel range's ends, so many grown faces leave [0, 255];
+    # half-integer margins keep every face off the integer pixels (no ties
+    # between the strict kernel test and the definition)
+    rng = np.random.default_rng(5)
+    X, labels = clustered_uint8(rng, n=600, d=7, k=6)
+    X[: 200] = np.clip(X[:200].astype(int) // 8, 0, 255).astype(np.uint8)
+    X[200: 400] = 255 - X[200:400] // 8
+    c, w = boxes_from_clusters(X, labels, 6, shape=shape)
+    Y = np.concatenate([rng.integers(0, 256, (1500, 7)), rng.integers(0, 40, (1500, 7)),
+                        rng.integers(215, 256, (1500, 7))]).astype(np.uint8)
+    inside, grown = box_coverage(Y, c, w, margin, domain=(0, 255), block_rows=1000)
+    plain_inside, plain_grown = box_coverage(Y, c, w, margin)
+    np.testing.assert_array_equal(grown, plain_grown)  # E does not depend on the domain
+    np.testing.assert_array_equal(inside, ref_coverage_in_domain(Y, c, w, margin, 0.0, 255.0))
+    assert (inside >= plain_inside).all()  # never counts more of E_eps than the 2019 count
+    if margin > 0:
+        assert inside.sum() > plain_inside.sum()
+
+
+def test_domain_face_exactly_on_the_edge_is_kept():
+    # grown lower face exactly at 0: freeing it would be valid but we never
+    # decide an exact tie in the optimistic direction
+    c = np.array([[20.0, 100.0]])
+    w = np.array([[12.0, 10.0]])
+    below, above = face_slack(c, w, 8.0, (0.0, 255.0))
+    assert below[0, 0] == 12.0 and above[0, 0] == 12.0
+    below, above = face_slack(c, w, 8.5, (0.0, 255.0))
+    assert below[0, 0] == np.inf and above[0, 0] == 12.0 and (below[0, 1], above[0, 1]) == (10.0, 10.0)
+    Y = np.array([[0, 100], [7, 100], [8, 100], [33, 100]], np.uint8)
+    inside, _ = box_coverage(Y, c, w, 8.5, domain=(0, 255))
+    np.testing.assert_array_equal(inside, [True, True, True, False])
+    inside, _ = box_coverage(Y, c, w, 8.0, domain=(0, 255))
+    np.testing.assert_array_equal(inside, [False, False, True, False])
+
+
+def test_domain_rejects_rows_outside_it():
+    c, w = np.zeros((1, 2)), np.ones((1, 2))
+    X = np.array([[0.5, 0.2], [1.5, 0.0]], np.float32)
+    with pytest.raises(NumbaconcError, match="outside the domain"):
+        box_coverage(X, c, w, 0.1, domain=(0.0, 1.0))
+    with pytest.raises(NumbaconcError, match="domain"):
+        box_coverage(X, c, w, 0.1, domain=(1.0, 0.0))

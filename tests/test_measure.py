@@ -223,3 +223,37 @@ def test_runner_keeps_one_dataset_in_memory(tiny_h5, tmp_path):
         runner.context(a, "holdout")
         runner.context(b, "paper")
         assert [k[0] for k in runner._contexts] == [str(b.path)]
+
+
+def test_domain_count_defaults_by_protocol_and_survives_save(tiny_h5, tmp_path):
+    from reference_kmeans import coverage_in_domain
+
+    with datasets.open_dataset(tiny_h5) as ds:
+        paper = Concentration(ds, protocol="paper").boxes(alpha=0.05, epsilon=0.3, clusters=4, q=0.5)
+        assert paper.params["domain"] is False and paper.region.domain is None
+        conc = Concentration(ds, protocol="holdout")
+        est = conc.boxes(alpha=0.05, epsilon=0.3, clusters=4, q=0.5, box="tight")
+        assert est.params["domain"] is True and est.region.domain == (0.0, 255.0)
+        plain = conc.boxes(alpha=0.05, epsilon=0.3, clusters=4, q=0.5, box="tight", domain=False)
+        c, w = est.region.arrays["centers"], est.region.arrays["half_widths"]
+        for name, X in (("train", conc.X_fit), ("validation", conc.X_select), ("test", conc.X_test)):
+            safe = coverage_in_domain(X, c, w, 0.3 * 255, 0.0, 255.0)
+            assert est.figures[name]["adv_risk"] == pytest.approx(1 - safe.mean())
+            assert est.figures[name]["risk"] == plain.figures[name]["risk"]
+            assert est.figures[name]["adv_risk"] <= plain.figures[name]["adv_risk"]
+        est.region.save(tmp_path / "r.h5")
+        again = Region.load(tmp_path / "r.h5")
+        assert again.domain == (0.0, 255.0)
+        assert again.evaluate(conc.X_test)["adv_risk"] == est.figures["test"]["adv_risk"]
+
+
+def test_domain_count_needs_pixel_data(tmp_path):
+    from numbaconc.synth import make_gaussian
+
+    path = make_gaussian(tmp_path / "g.h5", n_train=300, n_test=200, d=3, random_state=0)
+    with datasets.open_dataset(path) as ds:
+        conc = Concentration(ds, protocol="holdout")
+        est = conc.boxes(alpha=0.05, epsilon=0.1, clusters=3, q=0.5)  # float data: no domain
+        assert est.params["domain"] is False
+        with pytest.raises(NumbaconcError, match="uint8"):
+            conc.boxes(alpha=0.05, epsilon=0.1, clusters=3, q=0.5, domain=True)

@@ -58,10 +58,15 @@ def cluster_maxdev(X, labels, centers, chunk_rows, out):
 
 
 @jit_parallel
-def box_coverage(X, centers, widths, empty_box, margin, inside, inside_grown):
-    """inside[i]: some box j has |x[i,t] - c[j,t]| <= w[j,t] for all t;
-    inside_grown[i]: the same with w[j,t] + margin. Boxes flagged empty
+def box_coverage(X, centers, widths, below, above, empty_box, margin, inside, inside_grown):
+    """inside[i]: some box j has c[j,t] - x[i,t] <= below[j,t] and
+    x[i,t] - c[j,t] <= above[j,t] for all t; inside_grown[i]: some box j has
+    |x[i,t] - c[j,t]| <= w[j,t] + margin for all t. Boxes flagged empty
     contain nothing, grown or not.
+
+    ``below`` and ``above`` are the half-widths (``below = above = widths``
+    gives the plain test |x - c| <= w, bit for bit) or +inf for a face that
+    binds nothing (see ``numbaconc.boxes_coverage.face_slack``).
 
     Per row: stop at the first box that contains it (then it is also in the
     grown union); while it is only known to be in a grown box, test the
@@ -79,10 +84,13 @@ def box_coverage(X, centers, widths, empty_box, margin, inside, inside_grown):
                 continue
             c = centers[j]
             w = widths[j]
+            lo = below[j]
+            hi = above[j]
             if in1:
                 ok = True
                 for t in range(d):
-                    if abs(np.float64(x[t]) - c[t]) > w[t]:
+                    dev = np.float64(x[t]) - c[t]
+                    if dev > hi[t] or -dev > lo[t]:
                         ok = False
                         break
                 if ok:
@@ -92,11 +100,11 @@ def box_coverage(X, centers, widths, empty_box, margin, inside, inside_grown):
                 ok0 = True
                 ok1 = True
                 for t in range(d):
-                    dev = abs(np.float64(x[t]) - c[t])
-                    if dev > w[t] + margin:
+                    dev = np.float64(x[t]) - c[t]
+                    if abs(dev) > w[t] + margin:
                         ok1 = False
                         break
-                    if dev > w[t]:
+                    if dev > hi[t] or -dev > lo[t]:
                         ok0 = False
                 if ok1:
                     in1 = True
