@@ -63,6 +63,20 @@ def test_many_clusters_matches_reference(metric, dtype):
 
 
 @pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_rows_scored_against_a_few_centres_match_reference(metric):
+    # T = 40 with overlapping blobs: rows left with 4-9 undecided centres are
+    # scored four centres per pass (and the rest one at a time), not deferred
+    rng = np.random.default_rng(11)
+    X = blobs_uint8(rng, n=1600, d=24, k=40, spread=40)
+    C0 = X[rng.choice(len(X), 40, replace=False)].astype(np.float64)
+    res = kmeans(X, 40, metric=metric, init=C0, chunk_rows=64)
+    check_same(res, X, C0, metric)
+    assert res.n_iter > 3
+    sparse = [h["n_scores"] for h in res.history[1:]]
+    assert min(sparse) < 0.25 * 40 * len(X)  # bounds decided most pairs after the first pass
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
 def test_random_float_data_matches_reference(metric):
     rng = np.random.default_rng(2)
     X = rng.random((400, 9)).astype(np.float32)

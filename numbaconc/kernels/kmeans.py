@@ -109,19 +109,58 @@ def count_nonfinite(X, chunk_rows):
 
 
 @jit
-def _dot32(x, c32):
-    acc = np.float32(0.0)
+def _widen32(x, xf):
+    """xf[:] = float32(x): a row widened once, then scored against several centres."""
     for t in range(x.shape[0]):
-        acc += np.float32(x[t]) * c32[t]
-    return acc
+        xf[t] = np.float32(x[t])
 
 
 @jit
-def _l1_32(x, c32):
-    acc = np.float32(0.0)
-    for t in range(x.shape[0]):
-        acc += abs(np.float32(x[t]) - c32[t])
-    return acc
+def _score_ids(xf, C32, ids, n_ids, l1, out):
+    """out[k] = float32 score of the widened row xf against C32[ids[k]], for
+    k < n_ids: the dot product, or the l1 distance when ``l1``; four
+    centres per pass over the row (the row is read once per four centres)."""
+    d = xf.shape[0]
+    k = 0
+    while k + 3 < n_ids:
+        c0 = C32[ids[k]]
+        c1 = C32[ids[k + 1]]
+        c2 = C32[ids[k + 2]]
+        c3 = C32[ids[k + 3]]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        if l1:
+            for t in range(d):
+                v = xf[t]
+                a0 += abs(v - c0[t])
+                a1 += abs(v - c1[t])
+                a2 += abs(v - c2[t])
+                a3 += abs(v - c3[t])
+        else:
+            for t in range(d):
+                v = xf[t]
+                a0 += v * c0[t]
+                a1 += v * c1[t]
+                a2 += v * c2[t]
+                a3 += v * c3[t]
+        out[k] = a0
+        out[k + 1] = a1
+        out[k + 2] = a2
+        out[k + 3] = a3
+        k += 4
+    while k < n_ids:
+        c0 = C32[ids[k]]
+        a0 = np.float32(0.0)
+        if l1:
+            for t in range(d):
+                a0 += abs(xf[t] - c0[t])
+        else:
+            for t in range(d):
+                a0 += xf[t] * c0[t]
+        out[k] = a0
+        k += 1
 
 
 @jit
@@ -334,6 +373,9 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
         score = np.empty(T)
         bound = np.empty(T)
         active = np.zeros(T, np.bool_)
+        xf = np.empty(X.shape[1], np.float32)
+        ids = np.empty(T, np.int64)
+        dots = np.empty(T, np.float32)
         changed = 0
         refined = 0
         n_scores = 0
@@ -373,7 +415,10 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
                 # tighten the upper bound with the assigned centre's float32 score
                 x = X[i]
                 xn = np.sqrt(xn2)
-                s_old = cnorm2[old] - 2.0 * np.float64(_dot32(x, C32[old]))
+                _widen32(x, xf)
+                ids[0] = old
+                _score_ids(xf, C32, ids, 1, False, dots)
+                s_old = cnorm2[old] - 2.0 * np.float64(dots[0])
                 e_old = tol32 * xn * cnorm[old] + tol64 * (xn2 + cnorm2[old])
                 n_scores += 1
                 u = np.sqrt(max(xn2 + s_old + e_old, 0.0))
@@ -383,17 +428,19 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
                     lj = lrow[j]
                     active[j] = j != old and not (lj > 0.0 and u * u + margin < lj * lj)
                     if active[j]:
+                        ids[n_open] = j
                         n_open += 1
                 if 4 * n_open >= T and T >= 8:
                     rows[m] = i
                     m += 1
                     continue
                 if n_open > 0:
-                    for j in range(T):
-                        if active[j]:
-                            score[j] = cnorm2[j] - 2.0 * np.float64(_dot32(x, C32[j]))
-                            bound[j] = tol32 * xn * cnorm[j] + tol64 * (xn2 + cnorm2[j])
-                            lrow[j] = np.sqrt(max(xn2 + score[j] - bound[j], 0.0))
+                    _score_ids(xf, C32, ids, n_open, False, dots)
+                    for k in range(n_open):
+                        j = ids[k]
+                        score[j] = cnorm2[j] - 2.0 * np.float64(dots[k])
+                        bound[j] = tol32 * xn * cnorm[j] + tol64 * (xn2 + cnorm2[j])
+                        lrow[j] = np.sqrt(max(xn2 + score[j] - bound[j], 0.0))
                     n_scores += n_open
                     score[old] = s_old
                     bound[old] = e_old
@@ -470,6 +517,9 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
         score = np.empty(T)
         bound = np.empty(T)
         active = np.zeros(T, np.bool_)
+        xf = np.empty(X.shape[1], np.float32)
+        ids = np.empty(T, np.int64)
+        dists32 = np.empty(T, np.float32)
         changed = 0
         refined = 0
         n_scores = 0
@@ -500,6 +550,7 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
             for j in range(T):
                 active[j] = j != old and not (u + margin < lrow[j])
                 if active[j]:
+                    ids[n_open] = j
                     n_open += 1
             if n_open == 0:
                 continue
@@ -507,11 +558,13 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
                 rows[m] = i
                 m += 1
                 continue
-            for j in range(T):
-                if active[j]:
-                    score[j] = np.float64(_l1_32(x, C32[j]))
-                    bound[j] = (tol32 + tol64) * (xnorm1[i] + cnorm1[j])
-                    lrow[j] = max(score[j] - bound[j], 0.0)
+            _widen32(x, xf)
+            _score_ids(xf, C32, ids, n_open, True, dists32)
+            for k in range(n_open):
+                j = ids[k]
+                score[j] = np.float64(dists32[k])
+                bound[j] = (tol32 + tol64) * (xnorm1[i] + cnorm1[j])
+                lrow[j] = max(score[j] - bound[j], 0.0)
             n_scores += n_open
             score[old] = dl
             bound[old] = tol64 * (xnorm1[i] + cnorm1[old])
