@@ -326,6 +326,39 @@ def _select(x, C, score, bound, active, T, l1):
     return lab, n_cand > 1
 
 
+@jit
+def _select_ids(x, C, score, bound, ids, n, l1):
+    """``_select`` over the candidates ids[0:n] only (any order; ties in the
+    defining distance still go to the lowest id)."""
+    best_hi = np.inf
+    for k in range(n):
+        j = ids[k]
+        if score[j] + bound[j] < best_hi:
+            best_hi = score[j] + bound[j]
+    lab = -1
+    n_cand = 0
+    for k in range(n):
+        j = ids[k]
+        if score[j] - bound[j] <= best_hi:
+            n_cand += 1
+            if lab < 0 or j < lab:
+                lab = j
+    if n_cand > 1:
+        best = np.inf
+        lab = -1
+        for k in range(n):
+            j = ids[k]
+            if score[j] - bound[j] <= best_hi:
+                if l1:
+                    dj = exact_cityblock(x, C[j])
+                else:
+                    dj = exact_sqeuclidean(x, C[j])
+                if dj < best or (dj == best and j < lab):
+                    best = dj
+                    lab = j
+    return lab, n_cand > 1
+
+
 @jit_parallel
 def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, chunk_rows,
                     labels, upper, lower, lmin, stamp, track, dsums, dcounts, dq, stats):
@@ -400,59 +433,66 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
             lb = lmin[i] - maxage[st]
             if lb > 0.0 and u * u + margin < lb * lb:
                 continue
-            # bring the row's bounds to this iteration
+            # bring the row's bounds to this iteration; count the centres they
+            # do not rule out, and keep the smallest bound for lmin
             lrow = lower[i]
+            uu = u * u + margin
+            n_open = 0
+            lo_other = np.inf
             for j in range(T):
-                lrow[j] -= age[st, j]
+                lj = lrow[j] - age[st, j]
+                lrow[j] = lj
+                if j != old:
+                    lo_other = min(lo_other, lj)
+                    if not (lj > 0.0 and uu < lj * lj):
+                        n_open += 1
             stamp[i] = it
-            lab = old
+            if n_open == 0:
+                upper[i] = u
+                lmin[i] = lo_other
+                continue
+            # tighten the upper bound with the assigned centre's float32 score
+            x = X[i]
+            xn = np.sqrt(xn2)
+            _widen32(x, xf)
+            ids[0] = old
+            _score_ids(xf, C32, ids, 1, False, dots)
+            s_old = cnorm2[old] - 2.0 * np.float64(dots[0])
+            e_old = tol32 * xn * cnorm[old] + tol64 * (xn2 + cnorm2[old])
+            n_scores += 1
+            u = np.sqrt(max(xn2 + s_old + e_old, 0.0))
+            lrow[old] = np.sqrt(max(xn2 + s_old - e_old, 0.0))
+            uu = u * u + margin
             n_open = 0
             for j in range(T):
                 lj = lrow[j]
-                if j != old and not (lj > 0.0 and u * u + margin < lj * lj):
+                if j != old and not (lj > 0.0 and uu < lj * lj):
+                    ids[n_open] = j
                     n_open += 1
+            if 4 * n_open >= T and T >= 8:
+                rows[m] = i
+                m += 1
+                continue
+            lab = old
             if n_open > 0:
-                # tighten the upper bound with the assigned centre's float32 score
-                x = X[i]
-                xn = np.sqrt(xn2)
-                _widen32(x, xf)
-                ids[0] = old
-                _score_ids(xf, C32, ids, 1, False, dots)
-                s_old = cnorm2[old] - 2.0 * np.float64(dots[0])
-                e_old = tol32 * xn * cnorm[old] + tol64 * (xn2 + cnorm2[old])
-                n_scores += 1
-                u = np.sqrt(max(xn2 + s_old + e_old, 0.0))
-                lrow[old] = np.sqrt(max(xn2 + s_old - e_old, 0.0))
-                n_open = 0
-                for j in range(T):
-                    lj = lrow[j]
-                    active[j] = j != old and not (lj > 0.0 and u * u + margin < lj * lj)
-                    if active[j]:
-                        ids[n_open] = j
-                        n_open += 1
-                if 4 * n_open >= T and T >= 8:
-                    rows[m] = i
-                    m += 1
-                    continue
-                if n_open > 0:
-                    _score_ids(xf, C32, ids, n_open, False, dots)
-                    for k in range(n_open):
-                        j = ids[k]
-                        score[j] = cnorm2[j] - 2.0 * np.float64(dots[k])
-                        bound[j] = tol32 * xn * cnorm[j] + tol64 * (xn2 + cnorm2[j])
-                        lrow[j] = np.sqrt(max(xn2 + score[j] - bound[j], 0.0))
-                    n_scores += n_open
-                    score[old] = s_old
-                    bound[old] = e_old
-                    active[old] = True
-                    lab, ref = _select(x, C, score, bound, active, T, False)
-                    refined += ref
-                    u = np.sqrt(max(xn2 + score[lab] + bound[lab], 0.0))
-                    if lab != old:
-                        changed += 1
-                        labels[i] = lab
-                        if track:
-                            _move_row(x, old, lab, xn2, dsums_c, dcounts_c, dq_c)
+                _score_ids(xf, C32, ids, n_open, False, dots)
+                for k in range(n_open):
+                    j = ids[k]
+                    score[j] = cnorm2[j] - 2.0 * np.float64(dots[k])
+                    bound[j] = tol32 * xn * cnorm[j] + tol64 * (xn2 + cnorm2[j])
+                    lrow[j] = np.sqrt(max(xn2 + score[j] - bound[j], 0.0))
+                n_scores += n_open
+                score[old] = s_old
+                bound[old] = e_old
+                ids[n_open] = old
+                lab, ref = _select_ids(x, C, score, bound, ids, n_open + 1, False)
+                refined += ref
+                u = np.sqrt(max(xn2 + score[lab] + bound[lab], 0.0))
+                if lab != old:
+                    changed += 1
+                    labels[i] = lab
+                    if track:
+                        _move_row(x, old, lab, xn2, dsums_c, dcounts_c, dq_c)
             upper[i] = u
             lo = np.inf
             for j in range(T):
