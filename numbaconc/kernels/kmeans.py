@@ -451,6 +451,13 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
                 upper[i] = u
                 lmin[i] = lo_other
                 continue
+            if 2 * n_open >= T and T >= 8:
+                # half the centres still open (typically the second iteration,
+                # after the first big moves): tightening the upper bound would
+                # rarely bring it under the blocked kernel's threshold
+                rows[m] = i
+                m += 1
+                continue
             # tighten the upper bound with the assigned centre's float32 score
             x = X[i]
             xn = np.sqrt(xn2)
