@@ -375,7 +375,7 @@ def _memmap_or_dataset(path: Path, ds: h5py.Dataset):
 def open_dataset(spec) -> Dataset:
     """Open an imported HDF5 file, or a bundled dataset by name (``mnist``)."""
     path = Path(spec)
-    if str(spec) in BUNDLED and not path.exists():
+    if str(spec) in BUNDLED and not path.is_file():  # a folder named "mnist" does not hide it
         path = ensure_bundled(str(spec))
     if not path.is_file():
         raise NumbaconcError(f"{spec}: no such dataset file (or bundled name: {', '.join(BUNDLED)})")

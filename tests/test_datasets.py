@@ -151,6 +151,14 @@ def test_bundled_mnist_opens_by_name():
         assert np.bincount(ds.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+def test_bundled_name_not_hidden_by_a_folder_of_that_name(tmp_path, monkeypatch):
+    # e.g. an output folder `--out mnist` left in the working directory
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with datasets.open_dataset("mnist") as ds:
+        assert ds.train.x.shape == (60000, 784)
+
+
 def test_real_shared_datasets_import(shared_data, tmp_path):
     out = datasets.import_dataset("fashion-mnist", shared_data / "fashion-mnist", tmp_path / "f.h5")
     with datasets.open_dataset(out) as ds:
