@@ -87,6 +87,20 @@ def test_measure_bad_input_exits_1(tiny_h5, tmp_path):
     assert result.exit_code == 1 and "l-inf family" in result.output
 
 
+@pytest.mark.parametrize("protocol, flag, expected", [
+    ("holdout", None, True), ("holdout", "--no-domain", False),
+    ("paper", None, False), ("paper", "--domain", True)])
+def test_measure_domain_flag(tiny_h5, tmp_path, protocol, flag, expected):
+    js = tmp_path / "m.json"
+    args = ["measure", tiny_h5, "--epsilon", "0.3", "--alpha", "0.05", "--method", "boxes",
+            "--clusters", "4", "--q", "0.5", "--box", "tight", "--protocol", protocol, "--json", js]
+    result = invoke(*args, *([flag] if flag else []))
+    assert result.exit_code == 0, result.output
+    data = json.loads(js.read_text())
+    assert data["params"]["domain"] is expected
+    assert data["region"]["expansion_count"] == ("within the data domain" if expected else "unbounded (2019)")
+
+
 def test_synth_gaussian_reports_ground_truth(tmp_path):
     out = tmp_path / "g.h5"
     result = invoke("data", "synth", "gaussian", "-o", out, "--n", "4000", "--n-test", "4000", "--d", "5",
