@@ -75,10 +75,11 @@ class RowSpec:
             parts.append(f"--q {opts['q']:g}")
         if opts.get("t_grid"):
             parts.append("--tune --t-grid " + ",".join(map(str, opts["t_grid"])))
-        if opts.get("box") and self.family in ("boxes", "best") and self.metric == "linf":
-            parts.append(f"--box {opts['box']}")
-        if opts.get("domain") is not None and self.family in ("boxes", "best") and self.metric == "linf":
-            parts.append("--domain" if opts["domain"] else "--no-domain")
+        if self.family in ("boxes", "best") and self.metric == "linf":
+            if opts.get("box"):
+                parts.append(f"--box {opts['box']}")
+            if opts.get("domain") is not None:
+                parts.append("--domain" if opts["domain"] else "--no-domain")
         if opts.get("repeats", 1) > 1:
             parts.append(f"--repeats {opts['repeats']}")
         if opts.get("delta") and self.metric == "l2":

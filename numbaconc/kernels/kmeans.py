@@ -298,38 +298,10 @@ def _move_row(x, old, new, xq, dsums_c, dcounts_c, dq_c):
 
 
 @jit
-def _select(x, C, score, bound, active, T, l1):
-    """Winner among active centres: the only one whose score interval reaches
-    the smallest upper end, else the exact (defining) minimum, lowest id on ties."""
-    best_hi = np.inf
-    for j in range(T):
-        if active[j] and score[j] + bound[j] < best_hi:
-            best_hi = score[j] + bound[j]
-    lab = -1
-    n_cand = 0
-    for j in range(T):
-        if active[j] and score[j] - bound[j] <= best_hi:
-            n_cand += 1
-            if lab < 0:
-                lab = j
-    if n_cand > 1:
-        best = np.inf
-        for j in range(T):
-            if active[j] and score[j] - bound[j] <= best_hi:
-                if l1:
-                    dj = exact_cityblock(x, C[j])
-                else:
-                    dj = exact_sqeuclidean(x, C[j])
-                if dj < best:  # strict: ties keep the lowest id
-                    best = dj
-                    lab = j
-    return lab, n_cand > 1
-
-
-@jit
-def _select_ids(x, C, score, bound, ids, n, l1):
-    """``_select`` over the candidates ids[0:n] only (any order; ties in the
-    defining distance still go to the lowest id)."""
+def _select(x, C, score, bound, ids, n, l1):
+    """Winner among the candidate centres ids[0:n] (any order): the only one
+    whose score interval reaches the smallest upper end, else the exact
+    (defining) minimum, lowest id on ties."""
     best_hi = np.inf
     for k in range(n):
         j = ids[k]
@@ -405,7 +377,7 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
             dq_c[:] = 0.0
         score = np.empty(T)
         bound = np.empty(T)
-        active = np.zeros(T, np.bool_)
+        every = np.arange(T)  # the candidates of a row scored against every centre
         xf = np.empty(X.shape[1], np.float32)
         ids = np.empty(T, np.int64)
         dots = np.empty(T, np.float32)
@@ -492,7 +464,7 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
                 score[old] = s_old
                 bound[old] = e_old
                 ids[n_open] = old
-                lab, ref = _select_ids(x, C, score, bound, ids, n_open + 1, False)
+                lab, ref = _select(x, C, score, bound, ids, n_open + 1, False)
                 refined += ref
                 u = np.sqrt(max(xn2 + score[lab] + bound[lab], 0.0))
                 if lab != old:
@@ -517,8 +489,7 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
             for j in range(T):
                 score[j] = cnorm2[j] - 2.0 * np.float64(S[k, j])
                 bound[j] = tol32 * xn * cnorm[j] + tol64 * (xn2 + cnorm2[j])
-                active[j] = True
-            lab, ref = _select(X[i], C, score, bound, active, T, False)
+            lab, ref = _select(X[i], C, score, bound, every, T, False)
             refined += ref
             lo = np.inf
             for j in range(T):
@@ -563,7 +534,7 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
         dummy_q = np.zeros(T)
         score = np.empty(T)
         bound = np.empty(T)
-        active = np.zeros(T, np.bool_)
+        every = np.arange(T)  # the candidates of a row scored against every centre
         xf = np.empty(X.shape[1], np.float32)
         ids = np.empty(T, np.int64)
         dists32 = np.empty(T, np.float32)
@@ -595,8 +566,7 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
                 continue
             n_open = 0
             for j in range(T):
-                active[j] = j != old and not (u + margin < lrow[j])
-                if active[j]:
+                if j != old and not (u + margin < lrow[j]):
                     ids[n_open] = j
                     n_open += 1
             if n_open == 0:
@@ -615,8 +585,8 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
             n_scores += n_open
             score[old] = dl
             bound[old] = tol64 * (xnorm1[i] + cnorm1[old])
-            active[old] = True
-            lab, ref = _select(x, C, score, bound, active, T, True)
+            ids[n_open] = old
+            lab, ref = _select(x, C, score, bound, ids, n_open + 1, True)
             refined += ref
             if lab != old:
                 upper[i] = score[lab] + bound[lab]
@@ -633,8 +603,7 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
             for j in range(T):
                 score[j] = np.float64(S[k, j])
                 bound[j] = (tol32 + tol64) * (xnorm1[i] + cnorm1[j])
-                active[j] = True
-            lab, ref = _select(X[i], C, score, bound, active, T, True)
+            lab, ref = _select(X[i], C, score, bound, every, T, True)
             refined += ref
             for j in range(T):
                 lower[i, j] = max(score[j] - bound[j], 0.0)
