@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import time
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from .errors import NumbaconcError
 from .kernels import kmeans as _k
@@ -192,7 +191,7 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     n_batch_chunks = min(_BATCH_CHUNKS, -(-n // chunk_rows))
     dsums = np.empty((n_batch_chunks, n_clusters, d), sum_dtype)
     dcounts = np.empty((n_batch_chunks, n_clusters), np.int64)
-    dq = np.empty((n_batch_chunks, n_clusters))
+    dq = np.zeros((n_batch_chunks, n_clusters))  # l1 never writes it: keep it finite
     stats = np.empty((n_batch_chunks, 3), np.int64)
 
     labels = np.full(n, -1, np.int64)
@@ -228,10 +227,7 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
                                    half_sep, chunk_rows, labels[a:b], upper[a:b], lower[a:b],
                                    track, dsums, dcounts, dist[a:b], stats)
             if track:
-                for c in range(nch):  # fixed merge order
-                    total_sums += dsums[c]
-                    total_counts += dcounts[c]
-                    total_q += dq[c]
+                _k.merge_chunk_sums(dsums, dcounts, dq, nch, total_sums, total_counts, total_q)
             n_changed += int(stats[:nch, 0].sum())
             n_refined += int(stats[:nch, 1].sum())
             n_scored += int(stats[:nch, 2].sum())
@@ -274,10 +270,8 @@ def _fresh_sums(X, labels, xnorm2, n_clusters, chunk_rows):
     for a in range(0, n, batch):
         b = min(n, a + batch)
         _k.cluster_sums(X[a:b], labels[a:b], xnorm2[a:b], chunk_rows, sums, counts, q)
-        for c in range(-(-(b - a) // chunk_rows)):  # fixed merge order
-            total_sums += sums[c]
-            total_counts += counts[c]
-            total_q += q[c]
+        _k.merge_chunk_sums(sums, counts, q, -(-(b - a) // chunk_rows),
+                            total_sums, total_counts, total_q)
     return total_sums, total_counts, total_q
 
 
@@ -287,11 +281,9 @@ def _motion(old, new, metric):
     T = old.shape[0]
     ord_ = 2 if metric == "l2" else 1
     move = np.linalg.norm(new - old, ord=ord_, axis=1) * (1.0 + 1e-9)
-    if T == 1:
-        return move, np.full(1, np.inf)
-    pair = cdist(new, new, "euclidean" if metric == "l2" else "cityblock")
-    np.fill_diagonal(pair, np.inf)
-    half_sep = 0.5 * pair.min(axis=1) * (1.0 - 1e-9)
+    nearest = np.empty(T)
+    _k.nearest_centre_distance(new, metric == "l1", nearest)
+    half_sep = 0.5 * nearest * (1.0 - 1e-9)
     return move, half_sep
 
 
