@@ -63,6 +63,19 @@ def test_many_clusters_matches_reference(metric, dtype):
 
 
 @pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("n_clusters", [6, 7, 10, 11])
+def test_centre_counts_off_the_four_block_match_reference(metric, n_clusters):
+    # T % 4 = 2 or 3 (and dense blocks of rows % 4 != 0): the scorers' short
+    # groups, which repeat their first centre to fill a four-centre pass
+    rng = np.random.default_rng(n_clusters)
+    X = blobs_uint8(rng, n=603, d=10, k=n_clusters + 2, spread=35)
+    C0 = X[rng.choice(len(X), n_clusters, replace=False)].astype(np.float64)
+    res = kmeans(X, n_clusters, metric=metric, init=C0, chunk_rows=50)
+    check_same(res, X, C0, metric)
+    assert res.n_iter > 2
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
 def test_rows_scored_against_a_few_centres_match_reference(metric):
     # T = 40 with overlapping blobs: rows left with 4-9 undecided centres are
     # scored four centres per pass (and the rest one at a time), not deferred
