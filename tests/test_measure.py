@@ -141,13 +141,29 @@ def test_balls_estimate_is_exact_on_test(tiny_h5):
         assert r["test"]["adv_risk"] == pytest.approx(grown.mean())
 
 
+def test_balls_cover_the_selection_target_under_holdout(tiny_h5):
+    # the greedy balls cover ceil(target * n_fit) fitting points: alpha itself
+    # under paper (the 2019 code), the selection target under holdout
+    with datasets.open_dataset(tiny_h5) as ds:
+        for protocol in ("paper", "holdout"):
+            conc = Concentration(ds, protocol=protocol)
+            est = conc.balls(alpha=0.05, epsilon=0.5, clusters=3)
+            n_fit = len(conc.X_fit)
+            need = math.ceil(conc.selection_alpha(0.05) * n_fit)
+            covered = round(est.figures["train"]["risk"] * n_fit)
+            assert covered >= need
+            if protocol == "holdout":
+                assert need > math.ceil(0.05 * n_fit)
+
+
 def test_best_picks_lowest_selection_adv_risk(tiny_h5):
     with datasets.open_dataset(tiny_h5) as ds:
         r = measure(ds, metric="linf", alpha=0.05, epsilon=0.1, method="best", clusters=4, q=0.5,
                     box="tight")
         fams = {f["family"]: f for f in r["families"]}
         assert set(fams) == {"boxes", "halfspace"}
-        target = 0.05 + SELECTION_Z * math.sqrt(0.05 * 0.95 / r["validation"]["n"])
+        target = 0.05 + SELECTION_Z * math.sqrt(0.05 * 0.95 * (1 / r["validation"]["n"]
+                                                            + 1 / r["test"]["n"]))
         feasible = [f for f in fams.values() if f["validation"]["risk"] >= target] or list(fams.values())
         best = min(feasible, key=lambda f: f["validation"]["adv_risk"])
         assert r["winner"] == best["family"]
@@ -168,8 +184,9 @@ def test_bad_parameters_are_clear_errors(tiny_h5):
 def test_holdout_selection_clears_alpha_by_a_margin(tiny_h5):
     with datasets.open_dataset(tiny_h5) as ds:
         conc = Concentration(ds, protocol="holdout")
-        n = len(conc.X_select)
-        assert conc.selection_alpha(0.05) == pytest.approx(0.05 + 1.645 * math.sqrt(0.05 * 0.95 / n))
+        n_val, n_test = len(conc.X_select), len(conc.X_test)
+        assert conc.selection_alpha(0.05) == pytest.approx(
+            0.05 + 1.645 * math.sqrt(0.05 * 0.95 * (1 / n_val + 1 / n_test)))
         est = conc.boxes(alpha=0.05, epsilon=0.1, clusters=4)
         assert est.figures["validation"]["risk"] >= conc.selection_alpha(0.05)
         assert Concentration(ds, protocol="paper").selection_alpha(0.05) == 0.05
