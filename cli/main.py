@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from numbaconc import __version__
+from numbaconc import __version__, budget
 
 from . import data as data_commands
 from . import knn as knn_commands
 from . import measure as measure_commands
+from .common import handles_errors
 
 app = typer.Typer(
     name="numbaconc",
@@ -42,14 +43,24 @@ def _version(value: bool):
 def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Numba threads (default: all cores).")] = None,
+    memory: Annotated[Optional[str], typer.Option(
+        "--memory", help="Memory budget, e.g. 2G or 512M (default: $NUMBACONC_MEMORY, else 2G); "
+                         "block sizes follow it.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ):
     """numbaconc: find an error region of measure >= alpha whose eps-expansion is smallest."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    _set_memory(memory)
     if threads is not None:
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+@handles_errors
+def _set_memory(memory):
+    budget.set_budget(memory)
+    budget.get_budget()  # a bad $NUMBACONC_MEMORY is reported here, before any work
 
 
 def main():
