@@ -330,6 +330,19 @@ class Dataset:
     train: Split
     test: Split
     _file: h5py.File = field(repr=False, default=None)
+    _digest: str | None = field(repr=False, default=None)
+
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 of the data itself (x and y of both splits): what caches
+        are keyed on, so a file edited in place never serves old results."""
+        if self._digest is None:
+            from .integrity import array_digest
+
+            parts = [self.train.x, self.test.x]
+            parts += [s.y for s in (self.train, self.test) if s.y is not None]
+            self._digest = array_digest(*parts)
+        return self._digest
 
     def split(self, name: str) -> Split:
         if name not in ("train", "test"):
