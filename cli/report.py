@@ -20,7 +20,7 @@ from numbaconc.regions import Region
 from numbaconc.report import write_report
 from numbaconc.reproduce import DATASETS, Runner, curve_rows, locate, plan, write_json
 
-from .common import console, err_console, handles_errors, parse_floats, progress_callback
+from .common import check_outputs, console, err_console, handles_errors, parse_floats, progress_callback
 
 
 class Which(str, Enum):
@@ -56,6 +56,7 @@ def reproduce(
     """Run the paper's tables (both protocols, every family) and write a report."""
     if report_only and force:
         raise NumbaconcError("--report-only and --force exclude each other")
+    check_outputs(folders=[out], cache=True)
     started = time.perf_counter()
     names = DATASETS if which == Which.all else (which.value,)
     runner = Runner(out, force=force, seed=seed, log=_log)
@@ -158,6 +159,7 @@ def curve(
                        else tuple(int(t) for t in parse_floats(t_grid, "--t-grid")))
     else:
         options = dict(clusters=clusters or 20, delta=delta)
+    check_outputs(folders=[out], cache=True)
     runner = Runner(out, force=force, seed=seed, log=_log)
     with datasets.open_dataset(data) as ds, progress_callback("curve") as progress:
         runner.progress = progress
@@ -165,10 +167,6 @@ def curve(
                            methods=methods, protocol=protocol, options=options)
         rows = runner.run_all(specs, ds, data)
     good = [r for r in rows if "error" not in r]
-    write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
-    if good:
-        plot_curve(good, out / "curve.png", alpha=alpha,
-                   title=f"{Path(data).stem}, {metric}, alpha={alpha:g}")
     from rich.table import Table
 
     from .common import pct
@@ -184,5 +182,9 @@ def curve(
         t = row["test"]
         table.add_row(row["spec"]["epsilon_text"], family, pct(t["risk"]), pct(t["adv_risk"], t.get("adv_risk_std")),
                       f"[{100 * t['adv_risk_ci'][0]:.2f}, {100 * t['adv_risk_ci'][1]:.2f}] %", pct(row["train"]["adv_risk"]))
-    console.print(table)
+    console.print(table)  # first: a write failure below (disk full) still shows the figures
+    write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
+    if good:
+        plot_curve(good, out / "curve.png", alpha=alpha,
+                   title=f"{Path(data).stem}, {metric}, alpha={alpha:g}")
     console.print(f"json: {out / 'curve.json'}" + (f"\nplot: {out / 'curve.png'}" if good else ""))
