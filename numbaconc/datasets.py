@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -266,6 +267,11 @@ def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
     if image_shape is None:
         image_shape = (train_x.shape[1],)
     scale = 1.0 / 255.0 if train_x.dtype == np.uint8 else 1.0
+    from .integrity import array_digest
+
+    # what Dataset.content_digest will compute from the file: a copy in the
+    # cache is checked against it before it is used (cached_import)
+    digest = array_digest(train_x, test_x, *(y for y in (train_y, test_y) if y is not None))
     out = Path(out)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -277,6 +283,7 @@ def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
             f.attrs.update(
                 name=name, image_shape=np.asarray(image_shape, dtype=np.int64), scale=scale,
                 checksum=checksum, source=str(source), format_version=FORMAT_VERSION,
+                content_digest=digest,
             )
             f.attrs.update(extra_attrs or {})
     return out
@@ -620,8 +627,27 @@ def ensure_bundled(name: str) -> Path:
     src = bundled_source(name)
     checksum = file_sha256([src / _IDX_FILES[k] for k in ("train_x", "train_y", "test_x", "test_y")])
     out = cache_dir() / f"{name}-{checksum[:16]}.h5"
-    if not out.exists():
-        import_dataset(name, src, out)
+    return cached_import(out, lambda path: import_dataset(name, src, path))
+
+
+def cached_import(out: Path, make) -> Path:
+    """A dataset imported into the cache folder: ``make(out)`` writes it when
+    absent, and again when its content no longer matches the digest stored
+    at import time (the copy was damaged or edited in place), saying so."""
+    if out.exists():
+        why = "cannot be opened"
+        try:
+            with open_dataset(out) as ds:
+                stored = ds._file.attrs.get("content_digest")
+                if stored is not None and str(stored) == ds.content_digest:
+                    return out
+                why = ("has no stored content digest (imported by an older numbaconc)" if stored is None
+                       else "does not match the digest stored when it was imported")
+        except NumbaconcError:
+            pass
+        logging.getLogger(__name__).warning(f"{out}: cached import {why}; importing it again")
+        out.unlink(missing_ok=True)  # another process may have replaced it first
+    make(out)
     return out
 
 
