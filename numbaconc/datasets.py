@@ -172,6 +172,8 @@ def read_idx(path: Path | str, expect_magic: int) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as exc:
         raise NumbaconcError(f"{path}: not a readable gzip file ({os_reason(exc)})") from None
     shape = " x ".join(map(str, dims))
+    if size == 0:  # also keeps numpy from refusing an empty array of huge images
+        raise NumbaconcError(f"{path}: the header claims {shape}: no data")
     if extra > 0:
         raise NumbaconcError(f"{path}: {extra} unexpected trailing bytes after the {shape} payload")
     if len(payload) < size:

@@ -86,8 +86,10 @@ def read_only_dir(tmp_path):
     """A folder on a read-only file system (binds root too)."""
     where = tmp_path / "ro"
     _mount_tmpfs(where, "ro,size=1m")
-    yield where
-    _umount(where)
+    try:
+        yield where
+    finally:
+        _umount(where)
 
 
 @pytest.fixture
@@ -95,16 +97,18 @@ def full_dir(tmp_path):
     """A folder on a tmpfs filled to the last byte: any write beyond a few bytes fails."""
     where = tmp_path / "full"
     _mount_tmpfs(where, "size=64k")
-    fd = os.open(where / "filler", os.O_WRONLY | os.O_CREAT)
     try:
-        while os.write(fd, b"\0" * 1024):
+        fd = os.open(where / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 1024):
+                pass
+        except OSError:  # ENOSPC: full
             pass
-    except OSError:  # ENOSPC: full
-        pass
+        finally:
+            os.close(fd)
+        yield where
     finally:
-        os.close(fd)
-    yield where
-    _umount(where)
+        _umount(where)
 
 
 # --------------------------------------------- group 1: output places
