@@ -209,6 +209,15 @@ class Concentration:
         var = alpha * (1 - alpha) * (1.0 / len(self.X_select) + 1.0 / len(self.X_test))
         return alpha + self.selection_z * math.sqrt(var)
 
+    def _check_inputs(self, alpha: float, epsilon: float) -> None:
+        """alpha, epsilon, and a selection target a region can reach: the
+        families are handed the target, and their own messages would name it
+        as if the user had typed it."""
+        _check_alpha_eps(alpha, epsilon)
+        if self.selection_alpha(alpha) >= 1.0:
+            raise NumbaconcError(f"alpha = {alpha:g} is too close to 1: the selection target "
+                                 f"(alpha plus the holdout margin) is {self.selection_alpha(alpha):.4g}")
+
     def target_text(self, alpha: float) -> str:
         """The selection target in words, naming the user's alpha too (a
         failure message that says 0.021 when the user typed 0.01 explains
@@ -271,7 +280,7 @@ class Concentration:
         ``holdout`` for uint8 images, off under ``paper`` (the 2019 count,
         for reproduction) and for float data.
         """
-        _check_alpha_eps(alpha, epsilon)
+        self._check_inputs(alpha, epsilon)
         if domain and self.domain is None:
             raise NumbaconcError("counting within the data domain needs uint8 images "
                                  f"(this dataset is {self.X_test.dtype}): use --no-domain")
@@ -330,7 +339,7 @@ class Concentration:
         """Union of T balls placed greedily (l2), the paper's Algorithm 2."""
         from .balls import fit_balls
 
-        _check_alpha_eps(alpha, epsilon)
+        self._check_inputs(alpha, epsilon)
         if delta < 0:
             raise NumbaconcError(f"delta must be >= 0, got {delta}")
         # the paper used 2*ceil(alpha*n) neighbours; longer lists cost little in the kNN step
@@ -359,7 +368,7 @@ class Concentration:
         ``search`` (Prescott et al. direction search)."""
         from .halfspace import fit_halfspace_curve
 
-        _check_alpha_eps(alpha, epsilon)
+        self._check_inputs(alpha, epsilon)
         base = (metric, float(alpha), method, n_components)
         if base + (float(epsilon),) not in self._halfspace:
             grid = {float(epsilon)}

@@ -513,10 +513,15 @@ def test_epsilon_nan_names_the_option(tiny_h5, tmp_path):
 
 
 def test_selection_failure_names_the_target_and_the_users_alpha(tiny_h5):
-    result = invoke("measure", tiny_h5, "--method", "boxes", "--clusters", "4", "--alpha", "0.995",
-                    "--epsilon", "0.1")
-    line = assert_one_line_error(result, "alpha = 0.995", "selection target", "validation set")
-    assert "risk >= 1.0" in line  # the target itself (alpha plus the holdout margin)
+    # a target no q reaches: the message gives it and the alpha the user typed
+    result = invoke("measure", tiny_h5, "--method", "boxes", "--clusters", "4", "--alpha", "0.9",
+                    "--epsilon", "0.4")
+    line = assert_one_line_error(result, "alpha = 0.9", "selection target", "validation set", "T=4")
+    assert "risk >= 0.9" in line  # the target itself (alpha plus the holdout margin)
+    # a target above 1 (alpha close to 1): said before any family runs
+    for method in ("boxes", "halfspace"):
+        result = invoke("measure", tiny_h5, "--method", method, "--alpha", "0.995", "--epsilon", "0.1")
+        assert_one_line_error(result, "alpha = 0.995", "selection target", "1.00")
 
 
 _INTERRUPT_DURING_IMPORT = """
