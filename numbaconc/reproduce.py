@@ -20,7 +20,7 @@ from . import datasets
 from .datasets import atomic_path
 from .errors import NumbaconcError
 from .measure import Concentration, versions
-from .outputs import make_folder, os_reason
+from .outputs import os_reason
 from .regions import Region
 
 RESULTS_FORMAT = 1
@@ -169,8 +169,7 @@ class Runner:
 
     def __init__(self, out_dir: Path, *, force: bool = False, seed: int = 0, log=print,
                  progress=None):
-        self.out_dir = make_folder(out_dir)
-        make_folder(self.out_dir / "regions")
+        self.out_dir = Path(out_dir)  # made by the first write: a run that computes nothing leaves nothing
         self.results_path = self.out_dir / "results.json"
         self.force = force
         self.seed = seed
