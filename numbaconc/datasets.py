@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import os
 import struct
 import tempfile
@@ -565,19 +566,30 @@ def open_dataset(spec) -> Dataset:
             splits[split] = Split(split, _memmap_or_dataset(path, ds), y)
         if splits["train"].n_features != splits["test"].n_features:
             raise NumbaconcError(f"{path}: train and test differ in number of features")
-        attrs = f.attrs
-        dtype = splits["train"].dtype
-        default_scale = 1.0 / 255.0 if dtype == np.uint8 else 1.0
-        shape = tuple(int(s) for s in attrs.get("image_shape", (splits["train"].n_features,)))
+        shape, scale = _shape_and_scale(f.attrs, splits["train"], path)
         return Dataset(
-            path=path, name=str(attrs.get("name", path.stem)), image_shape=shape,
-            scale=float(attrs.get("scale", default_scale)),
-            checksum=str(attrs.get("checksum", "")) or _content_checksum(splits),
+            path=path, name=str(f.attrs.get("name", path.stem)), image_shape=shape, scale=scale,
+            checksum=str(f.attrs.get("checksum", "")) or _content_checksum(splits),
             train=splits["train"], test=splits["test"], _file=f,
         )
     except BaseException:
         f.close()
         raise
+
+
+def _shape_and_scale(attrs, train: Split, path: Path):
+    """The image_shape and scale attributes, checked (a file made elsewhere may hold anything)."""
+    default_scale = 1.0 / 255.0 if train.dtype == np.uint8 else 1.0
+    try:
+        shape = tuple(int(s) for s in np.atleast_1d(attrs.get("image_shape", (train.n_features,))))
+        scale = float(attrs.get("scale", default_scale))
+    except (TypeError, ValueError):
+        raise NumbaconcError(f"{path}: attributes image_shape / scale are not numbers") from None
+    if int(np.prod(shape, dtype=object)) != train.n_features or min(shape, default=0) <= 0:
+        raise NumbaconcError(f"{path}: image_shape {shape} does not hold {train.n_features} features")
+    if not (math.isfinite(scale) and scale > 0):
+        raise NumbaconcError(f"{path}: scale must be finite and > 0, got {scale}")
+    return shape, scale
 
 
 def _file_identity(path: Path) -> dict:

@@ -242,9 +242,12 @@ def test_random_npy_import_cleanly_or_raise_numbaconc_error(array, claimed, cut)
 @given(x_shape=st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple),
        x_dtype=st.sampled_from(["uint8", "float32", "float64", "int32"]),
        y_len=st.one_of(st.none(), st.integers(0, 5)), y_dtype=st.sampled_from(["int64", "float32"]),
-       test_group=st.booleans(), chunked=st.booleans())
+       test_group=st.booleans(), chunked=st.booleans(),
+       attrs=st.dictionaries(st.sampled_from(["image_shape", "scale", "name", "checksum"]),
+                             st.one_of(st.just("junk"), st.floats(allow_nan=True),
+                                       st.lists(st.integers(-3, 5), max_size=3)), max_size=3))
 def test_random_hdf5_layouts_open_cleanly_or_raise_numbaconc_error(x_shape, x_dtype, y_len, y_dtype,
-                                                                   test_group, chunked):
+                                                                   test_group, chunked, attrs):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.h5"
         with h5py.File(path, "w") as f:
@@ -257,6 +260,8 @@ def test_random_hdf5_layouts_open_cleanly_or_raise_numbaconc_error(x_shape, x_dt
                 group.create_dataset("x", data=np.zeros(x_shape, x_dtype), chunks=chunks)
                 if y_len is not None:
                     group.create_dataset("y", data=np.zeros(y_len, y_dtype))
+            for key, value in attrs.items():
+                f.attrs[key] = np.asarray(value) if isinstance(value, list) else value
 
         def open_and_describe():
             with datasets.open_dataset(path) as ds:
