@@ -13,7 +13,8 @@ original label counts) is bounded from below by
   0 <= q <= 1. Since q is feasible iff 1 - q is a fractional vertex cover, LP =
   n - tau_f, and tau_f = nu_f (LP duality) = M / 2 with M a maximum matching of
   the bipartite double cover (rows and columns both the n points, the
-  adjacency matrix as biadjacency). So the loss is M / (2 n); with two classes
+  adjacency matrix as biadjacency; Numba Hopcroft-Karp warm-started along the
+  epsilon grid: edges only get added). So the loss is M / (2 n); with two classes
   the graph is bipartite, M = 2 x (its maximum matching) and the loss is
   matching / n, each matched pair forcing one error.
 - degree 3 (Dai et al.): the same LP with a constraint q_u + q_v + q_w <= 1
@@ -32,8 +33,7 @@ bound of ``numbaconc.knn`` and decides the uncertain pairs exactly.
 Memory: a copy of the points (zero-padded uint8, or float32), a float32 copy
 for the GEMM when it fits in a quarter of the budget, block scratch, and the
 edge list itself, 9 bytes an edge (two int32 and a uint8 bucket), plus the CSR
-of one epsilon at a time (8 bytes per edge for int32 indices both ways, 1 for
-scipy's data array). The edge list is the result, so it is not bounded by
+of one epsilon at a time (8 bytes per edge: int32 indices both ways). The edge list is the result, so it is not bounded by
 the budget: MNIST l2 at epsilon 4 has tens of millions of edges.
 
 Certificates. Degree 2: a fractional matching y (weights 1 or 1/2 on conflict
@@ -256,28 +256,24 @@ class Degree2Solution:
         return self.double_cover_matching / (2.0 * n) if n else 0.0
 
 
-def solve_degree2(indptr, indices, n: int) -> Degree2Solution:
+def solve_degree2(indptr, indices, n: int, warm=None) -> Degree2Solution:
     """The degree-2 LP through a maximum matching of the bipartite double cover
-    (scipy's Hopcroft-Karp) and König's cover for the primal."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import maximum_bipartite_matching
-
-    if len(indices) == 0:
-        return Degree2Solution(0, np.empty((0, 2), dtype=np.int64), np.empty(0), np.ones(n))
-    graph = csr_matrix((np.ones(len(indices), dtype=np.int8), indices, indptr), shape=(n, n))
-    row_match = maximum_bipartite_matching(graph, perm_type="column").astype(np.int64)
-    col_match = np.full(n, -1, dtype=np.int64)
-    matched = np.flatnonzero(row_match >= 0)
-    col_match[row_match[matched]] = matched
-    zr, zc = _kernels.konig_reachable(indptr.astype(np.int64), indices, row_match, col_match)
+    (Numba Hopcroft-Karp, started from ``warm`` = (row_match, col_match) of a
+    subgraph when given, updated in place) and König's cover for the primal."""
+    if warm is None:
+        warm = (np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
+    row_match, col_match = warm
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    size = int(_kernels.hopcroft_karp(indptr, indices, row_match, col_match))
+    zr, zc = _kernels.konig_reachable(indptr, indices, row_match, col_match)
     cover = (~zr).astype(np.float64) + zc.astype(np.float64)  # 0, 1 or 2 per point
     q = 1.0 - cover / 2.0
+    matched = np.flatnonzero(row_match >= 0)
     a, b = matched, row_match[matched]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * n + hi
+    key = np.minimum(a, b) * n + np.maximum(a, b)
     uniq, counts = np.unique(key, return_counts=True)  # both directions -> weight 1
     pairs = np.stack([uniq // n, uniq % n], axis=1)
-    return Degree2Solution(int(len(matched)), pairs, counts / 2.0, q)
+    return Degree2Solution(size, pairs, counts / 2.0, q)
 
 
 @dataclass
@@ -430,13 +426,14 @@ def lower_bound(X, labels, *, metric: str, epsilons, scale: float, degree: int =
                          range_search_seconds=edges.seconds)
     dtype = np.dtype(X.dtype)
     dense = None
+    warm = (np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
     for k, eps in enumerate(edges.epsilons):
         start = time.perf_counter()
         indptr, indices = edges.csr(k)
         n_edges = len(indices) // 2
         conflicting = int(np.count_nonzero(np.diff(indptr)))
         if degree == 2:
-            sol = solve_degree2(indptr, indices, n)
+            sol = solve_degree2(indptr, indices, n, warm)
             loss, n_tri, dc = sol.loss, None, sol.double_cover_matching
             matching = dc // 2 if n_classes == 2 else None
             cert = dict(kind="matching", epsilon=float(eps), pairs=points[sol.pairs] if len(sol.pairs)

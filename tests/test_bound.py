@@ -308,3 +308,24 @@ def test_cli_bound_errors(tmp_path):
     blocker.write_text("x")
     res = runner.invoke(app, ["bound", str(path), "--epsilon", "0.1", "--json", str(blocker / "a.json")])
     assert res.exit_code == 1 and "cannot write" in res.output
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hopcroft_karp_equals_scipy_and_warm_start(seed):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    X, y = _random_graph_data(seed, n=120, n_classes=5)
+    eps = [0.55, 0.65, 0.75]
+    edges = conflict_edges(X, y, metric="l2", epsilons=eps, scale=SCALE)
+    warm = (np.full(120, -1, dtype=np.int64), np.full(120, -1, dtype=np.int64))
+    for k in range(len(eps)):
+        indptr, indices = edges.csr(k)
+        graph = csr_matrix((np.ones(len(indices)), indices, indptr), shape=(120, 120))
+        ref = int(np.count_nonzero(maximum_bipartite_matching(graph, perm_type="column") >= 0))
+        cold = solve_degree2(indptr, indices, 120)
+        hot = solve_degree2(indptr, indices, 120, warm)
+        assert cold.double_cover_matching == hot.double_cover_matching == ref
+        rows, cols = warm
+        matched = np.flatnonzero(rows >= 0)
+        assert np.all(cols[rows[matched]] == matched)  # a valid matching, kept for the next eps

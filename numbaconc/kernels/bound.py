@@ -280,3 +280,105 @@ def triangle_sides_f32(P, tri, sides):
                 v = np.float64(P[a, c]) - np.float64(P[b, c])
                 acc += v * v
             sides[t, s] = acc
+
+
+# ---------------------------------------------------------------- matching
+# Hopcroft-Karp on a bipartite graph given as CSR rows -> columns, started
+# from any valid matching (``row_match`` / ``col_match``, -1 = free): along an
+# increasing epsilon grid edges are only added, so the previous matching stays
+# valid and only the new augmenting paths are searched.
+
+_INF = np.int64(1) << np.int64(62)
+
+
+@jit
+def _greedy(indptr, indices, row_match, col_match):
+    for r in range(indptr.shape[0] - 1):
+        if row_match[r] >= 0:
+            continue
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            if col_match[c] < 0:
+                row_match[r] = c
+                col_match[c] = r
+                break
+
+
+@jit
+def _layers(indptr, indices, row_match, col_match, dist, queue):
+    """BFS from the free rows; dist[r] = layer of row r (``_INF`` if not
+    reached). True when some free column is reachable."""
+    n_rows = indptr.shape[0] - 1
+    tail = 0
+    for r in range(n_rows):
+        if row_match[r] < 0:
+            dist[r] = 0
+            queue[tail] = r
+            tail += 1
+        else:
+            dist[r] = _INF
+    head = 0
+    limit = _INF
+    while head < tail:
+        r = queue[head]
+        head += 1
+        if dist[r] >= limit:
+            break
+        for p in range(indptr[r], indptr[r + 1]):
+            r2 = col_match[indices[p]]
+            if r2 < 0:
+                limit = dist[r] + 1
+            elif dist[r2] == _INF:
+                dist[r2] = dist[r] + 1
+                queue[tail] = r2
+                tail += 1
+    return limit < _INF
+
+
+@jit
+def _augment_from(root, indptr, indices, row_match, col_match, dist, edge_ptr, rows, cols):
+    """Iterative DFS along the BFS layers from free row ``root``; augments
+    and returns True when it reaches a free column."""
+    rows[0] = root
+    top = 1
+    while top > 0:
+        r = rows[top - 1]
+        if edge_ptr[r] == indptr[r + 1]:
+            dist[r] = _INF  # dead end for this phase
+            top -= 1
+            continue
+        c = indices[edge_ptr[r]]
+        edge_ptr[r] += 1
+        r2 = col_match[c]
+        if r2 < 0 or dist[r2] == dist[r] + 1:
+            cols[top - 1] = c
+            if r2 < 0:
+                for t in range(top):
+                    row_match[rows[t]] = cols[t]
+                    col_match[cols[t]] = rows[t]
+                return True
+            rows[top] = r2
+            top += 1
+    return False
+
+
+@jit
+def hopcroft_karp(indptr, indices, row_match, col_match):
+    """Maximum matching, in place from the given one; returns its size."""
+    n_rows = indptr.shape[0] - 1
+    _greedy(indptr, indices, row_match, col_match)
+    dist = np.empty(n_rows, dtype=np.int64)
+    queue = np.empty(n_rows, dtype=np.int64)
+    edge_ptr = np.empty(n_rows, dtype=np.int64)
+    rows = np.empty(n_rows + 1, dtype=np.int64)
+    cols = np.empty(n_rows + 1, dtype=np.int64)
+    while _layers(indptr, indices, row_match, col_match, dist, queue):
+        edge_ptr[:] = indptr[:n_rows]
+        for r in range(n_rows):
+            if row_match[r] < 0:
+                _augment_from(r, indptr, indices, row_match, col_match, dist, edge_ptr, rows, cols)
+    size = 0
+    for r in range(n_rows):
+        if row_match[r] >= 0:
+            size += 1
+    return size
