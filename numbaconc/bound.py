@@ -59,6 +59,14 @@ from .kernels import bound as _kernels
 from .knn import _check_matrix, _column_order, _prepare, canonical_metric, gemm_slack
 
 METRICS = ("l2", "linf")
+DEFINITIONS = (
+    "The concentration estimate uses the error-region definition of adversarial risk (an "
+    "attack succeeds only if the perturbed point lands where the classifier disagrees with "
+    "the true label of that point); the lower bound uses the corrupted-input definition (any "
+    "change of the output away from the original label counts). They are not two bounds on "
+    "one number, and neither need be below the other.")
+ZERO_BOUND = ("The bound is exactly 0: no two differently labelled points lie within 2 eps, so "
+              "label overlap explains none of a classifier's vulnerability at this eps.")
 DEGREES = (2, 3)
 _TOLERANCE = 1e-9       # relative: an epsilon typed as a decimal still reaches its pixel level
 _MAX_BLOCK = 4096        # rows per query / base block (BLAS likes large blocks)

@@ -329,3 +329,18 @@ def test_hopcroft_karp_equals_scipy_and_warm_start(seed):
         rows, cols = warm
         matched = np.flatnonzero(rows >= 0)
         assert np.all(cols[rows[matched]] == matched)  # a valid matching, kept for the next eps
+
+
+def test_cli_measure_labels_prints_the_bound(tiny_h5, tmp_path):
+    from numbaconc.datasets import open_dataset
+    from numbaconc_cli.main import app
+
+    js = tmp_path / "m.json"
+    res = CliRunner().invoke(app, ["measure", str(tiny_h5), "--metric", "l2", "--epsilon", "1.0",
+                                   "--alpha", "0.05", "--method", "pca", "--labels", "--json", str(js)])
+    assert res.exit_code == 0, res.output
+    row = json.loads(js.read_text())["lower_bound"]
+    with open_dataset(tiny_h5) as ds:
+        ref = lower_bound(ds.test.x, ds.test.y, metric="l2", epsilons=[1.0], scale=ds.scale)
+    assert row["lower_bound"] == ref.rows[0].lower_bound and row["split"] == "test"
+    assert "label-aware lower bound" in res.output and "error-region definition" in res.output
