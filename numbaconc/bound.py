@@ -124,9 +124,11 @@ class ConflictEdges:
         """Edges at grid epsilon k (every edge whose bucket is <= k)."""
         return int(np.count_nonzero(self.bucket <= k))
 
-    def csr(self, k: int):
-        """(indptr, indices int32) of the graph at grid epsilon k; rows sorted."""
-        return _kernels.symmetric_csr(self.u, self.v, self.bucket, np.uint8(k), self.n)
+    def csr(self, k: int, sort_rows: bool = True):
+        """(indptr, indices int32) of the graph at grid epsilon k; rows sorted
+        unless ``sort_rows=False`` (then in edge order, still deterministic)."""
+        return _kernels.symmetric_csr(self.u, self.v, self.bucket, np.uint8(k), self.n,
+                                      bool(sort_rows))
 
     def pairs(self, k: int) -> np.ndarray:
         """(edges, 2) int64 pairs u < v at grid epsilon k, sorted."""
@@ -437,7 +439,7 @@ def lower_bound(X, labels, *, metric: str, epsilons, scale: float, degree: int =
     warm = (np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
     for k, eps in enumerate(edges.epsilons):
         start = time.perf_counter()
-        indptr, indices = edges.csr(k)
+        indptr, indices = edges.csr(k, sort_rows=degree == 3)
         n_edges = len(indices) // 2
         conflicting = int(np.count_nonzero(np.diff(indptr)))
         if degree == 2:

@@ -344,3 +344,22 @@ def test_cli_measure_labels_prints_the_bound(tiny_h5, tmp_path):
         ref = lower_bound(ds.test.x, ds.test.y, metric="l2", epsilons=[1.0], scale=ds.scale)
     assert row["lower_bound"] == ref.rows[0].lower_bound and row["split"] == "test"
     assert "label-aware lower bound" in res.output and "error-region definition" in res.output
+
+
+def test_csr_equals_scipy_adjacency():
+    from scipy.sparse import coo_matrix
+
+    X, y = _random_graph_data(2, n=90, n_classes=3)
+    edges = conflict_edges(X, y, metric="linf", epsilons=[0.4, 0.45], scale=SCALE)
+    for k in range(2):
+        p = edges.pairs(k)
+        A = coo_matrix((np.ones(2 * len(p)), (np.r_[p[:, 0], p[:, 1]], np.r_[p[:, 1], p[:, 0]])),
+                       shape=(90, 90)).tocsr()
+        A.sort_indices()
+        indptr, indices = edges.csr(k)
+        np.testing.assert_array_equal(indptr, A.indptr)
+        np.testing.assert_array_equal(indices, A.indices)
+        ip2, ix2 = edges.csr(k, sort_rows=False)
+        np.testing.assert_array_equal(ip2, indptr)
+        for r in range(90):
+            assert sorted(ix2[ip2[r]:ip2[r + 1]]) == list(indices[indptr[r]:indptr[r + 1]])

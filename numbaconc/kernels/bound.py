@@ -151,9 +151,9 @@ def collect_edges(q_idx, b_idx, out_j, out_k, count, U, V, K):
 
 
 @jit
-def symmetric_csr(U, V, K, k_max, n):
-    """CSR (indptr int64, indices int32, each row sorted) of the undirected
-    graph of the edges with bucket <= k_max."""
+def symmetric_csr(U, V, K, k_max, n, sort_rows):
+    """CSR (indptr int64, indices int32; rows sorted when ``sort_rows``, else
+    in edge order) of the undirected graph of the edges with bucket <= k_max."""
     indptr = np.zeros(n + 1, dtype=np.int64)
     for e in range(U.shape[0]):
         if K[e] <= k_max:
@@ -171,8 +171,9 @@ def symmetric_csr(U, V, K, k_max, n):
             fill[u] += 1
             indices[fill[v]] = u
             fill[v] += 1
-    for r in range(n):
-        indices[indptr[r]:indptr[r + 1]].sort()
+    if sort_rows:  # triangle listing merges sorted rows; matching needs no order
+        for r in range(n):
+            indices[indptr[r]:indptr[r + 1]].sort()
     return indptr, indices
 
 
