@@ -346,9 +346,9 @@ def conflict_triangles(edges: ConflictEdges, k: int, indptr, indices, P, *, scal
     be attacked jointly. ``P``: the points (for l2 side lengths)."""
     t = int(_kernels.count_triangles(indptr, indices))
     if t > _LP_MAX_ROWS:
-        raise NumbaconcError(f"degree 3: {t} triangles at epsilon {edges.epsilons[k]:g}, more than "
-                             f"the {_LP_MAX_ROWS} LP rows HiGHS is given here; use --degree 2 or "
-                             f"fewer points (--classes)")
+        raise NumbaconcError(f"degree 3: {t} triangles in the conflict graph at epsilon "
+                             f"{edges.epsilons[k]:g}, more than the {_LP_MAX_ROWS} LP rows HiGHS "
+                             f"is given here; use --degree 2, smaller epsilons or fewer points")
     tri = np.empty((t, 3), dtype=np.int64)
     _kernels.list_triangles(indptr, indices, tri)
     if edges.metric == "linf" or t == 0:
