@@ -266,10 +266,15 @@ class Degree2Solution:
         return self.double_cover_matching / (2.0 * n) if n else 0.0
 
 
-def solve_degree2(indptr, indices, n: int, warm=None) -> Degree2Solution:
+def solve_degree2(indptr, indices, n: int, warm=None, side=None) -> Degree2Solution:
     """The degree-2 LP through a maximum matching of the bipartite double cover
     (Numba Hopcroft-Karp, started from ``warm`` = (row_match, col_match) of a
-    subgraph when given, updated in place) and König's cover for the primal."""
+    subgraph when given, updated in place) and König's cover for the primal.
+
+    ``side``: for a bipartite graph (two classes), a mask of one class; the
+    double cover is then two copies of the graph and its matched rows of that
+    class form a maximum matching of the graph itself (weights 1).
+    """
     if warm is None:
         warm = (np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
     row_match, col_match = warm
@@ -279,6 +284,12 @@ def solve_degree2(indptr, indices, n: int, warm=None) -> Degree2Solution:
     cover = (~zr).astype(np.float64) + zc.astype(np.float64)  # 0, 1 or 2 per point
     q = 1.0 - cover / 2.0
     matched = np.flatnonzero(row_match >= 0)
+    if side is not None:
+        a = matched[np.asarray(side)[matched]]
+        b = row_match[a]
+        pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        return Degree2Solution(size, pairs, np.ones(len(pairs)), q)
     a, b = matched, row_match[matched]
     key = np.minimum(a, b) * n + np.maximum(a, b)
     uniq, counts = np.unique(key, return_counts=True)  # both directions -> weight 1
@@ -443,7 +454,8 @@ def lower_bound(X, labels, *, metric: str, epsilons, scale: float, degree: int =
         n_edges = len(indices) // 2
         conflicting = int(np.count_nonzero(np.diff(indptr)))
         if degree == 2:
-            sol = solve_degree2(indptr, indices, n, warm)
+            sol = solve_degree2(indptr, indices, n, warm,
+                                side=(y == y.min()) if n_classes == 2 else None)
             loss, n_tri, dc = sol.loss, None, sol.double_cover_matching
             matching = dc // 2 if n_classes == 2 else None
             cert = dict(kind="matching", epsilon=float(eps), pairs=points[sol.pairs] if len(sol.pairs)

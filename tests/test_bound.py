@@ -147,6 +147,10 @@ def test_degree2_equals_matchings_and_lp(seed, n_classes):
         if n_classes == 2:
             assert row.matching == matching_size(n, pairs)
             assert row.lower_bound == pytest.approx(row.matching / n)
+            # the certificate is then a maximum matching of the graph itself
+            cert = result.certificates[k]
+            assert np.all(cert["weights"] == 1.0) and len(cert["pairs"]) == row.matching
+            assert len(np.unique(cert["pairs"])) == 2 * row.matching
         _check_degree2_certificate(result.certificates[k], pairs, n)
 
 
