@@ -5,6 +5,8 @@ import json
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from numbaconc.bound import (conflict_edges, jointly_attackable, lower_bound, solve_degree2,
@@ -367,3 +369,20 @@ def test_csr_equals_scipy_adjacency():
         np.testing.assert_array_equal(ip2, indptr)
         for r in range(90):
             assert sorted(ix2[ip2[r]:ip2[r + 1]]) == list(indices[indptr[r]:indptr[r + 1]])
+
+
+@settings(deadline=None, max_examples=25)
+@given(n=st.integers(2, 40), d=st.integers(1, 70), n_classes=st.integers(2, 4),
+       levels=st.lists(st.integers(0, 600), min_size=1, max_size=4),
+       block=st.sampled_from([None, 3, 16]), seed=st.integers(0, 2 ** 16),
+       metric=st.sampled_from(["l2", "linf"]))
+def test_range_search_property(n, d, n_classes, levels, block, seed, metric):
+    rng = np.random.default_rng(seed)
+    # few distinct values: many exact ties and duplicates
+    X = rng.choice(np.array([0, 1, 127, 128, 254, 255], dtype=np.uint8), size=(n, d))
+    y = rng.integers(0, n_classes, n)
+    eps = np.array(levels) * SCALE / 2.0
+    edges = conflict_edges(X, y, metric=metric, epsilons=eps, scale=SCALE, block=block)
+    for k, m in enumerate(np.unique(levels)):
+        limit = float(m) ** 2 if metric == "l2" else float(m)
+        np.testing.assert_array_equal(edges.pairs(k), conflict_pairs(X.astype(np.int64), y, metric, limit))
