@@ -532,3 +532,83 @@ def save_certificate(result: BoundResult, path):
                     else:
                         g.attrs[key] = value
     return path
+
+
+def _pair_distances(X, a, b, metric: str) -> np.ndarray:
+    """Distances (l2: squared) of rows a[i], b[i] of X in storage units,
+    in integers for uint8, in float64 otherwise (numpy, row blocks)."""
+    from .datasets import take_rows
+
+    out = np.empty(len(a))
+    for s in range(0, len(a), 4096):
+        A = take_rows(X, a[s:s + 4096]).astype(np.int64 if X.dtype == np.uint8 else np.float64)
+        B = take_rows(X, b[s:s + 4096]).astype(A.dtype)
+        diff = A - B
+        out[s:s + 4096] = (diff * diff).sum(axis=1) if metric == "l2" else np.abs(diff).max(axis=1)
+    return out
+
+
+def verify_certificate(path, dataset) -> list:
+    """Check a certificate written by ``save_certificate`` against the data,
+    independently of the range search and the solvers; per epsilon a dict with
+    the ``claimed`` bound and the ``verified`` one (None if a check fails).
+
+    Degree 2: every pair has two labels and a distance <= 2 eps (recomputed
+    here), each point's weights sum to <= 1; then loss >= sum(weights) / n.
+    Degree 3: the same for the pairs; each triangle has three labels, pairwise
+    conflicts and (l2) an enclosing ball of radius <= eps; the dual covers
+    every point, c = min_v (upper_dual_v + its edge and triangle duals) > 0,
+    so dual / c is feasible and loss >= 1 - (sum of duals / c) / n.
+    """
+    import h5py
+
+    out = []
+    with h5py.File(path, "r") as f:
+        metric, degree, n = str(f.attrs["metric"]), int(f.attrs["degree"]), int(f.attrs["n"])
+        part = dataset.split(str(f.attrs.get("split", "train")))
+        if part.y is None:
+            raise NumbaconcError("the certificate's split has no labels in this dataset")
+        points = np.asarray(f["points"][...], dtype=np.int64)
+        position = np.full(part.n_samples, -1, dtype=np.int64)
+        position[points] = np.arange(len(points))
+        y = np.asarray(part.y)
+        for name in sorted((k for k in f if k.startswith("eps")), key=lambda k: int(k[3:])):
+            g = f[name]
+            eps = float(g.attrs["epsilon"])
+            thr = storage_thresholds([eps], metric=metric, scale=dataset.scale, dtype=part.dtype)[0]
+            pairs = np.asarray(g["pairs"][...], dtype=np.int64).reshape(-1, 2)
+            ok = len(points) == n and bool(np.all(position[pairs] >= 0))
+            if len(pairs):
+                dist = _pair_distances(part.x, pairs[:, 0], pairs[:, 1], metric)
+                ok &= bool(np.all((dist <= thr) & (y[pairs[:, 0]] != y[pairs[:, 1]])))
+            if degree == 2:
+                weights = np.asarray(g["weights"][...])
+                load = np.zeros(n)
+                if len(pairs) and ok:
+                    np.add.at(load, position[pairs].ravel(), np.repeat(weights, 2))
+                ok &= bool(np.all(weights >= 0) and np.all(load <= 1.0 + 1e-12))
+                verified = float(weights.sum() / n) if ok else None
+            else:
+                tri = np.asarray(g["triangles"][...], dtype=np.int64).reshape(-1, 3)
+                if len(tri):
+                    sides = np.stack([_pair_distances(part.x, tri[:, i], tri[:, j], metric)
+                                      for i, j in ((0, 1), (0, 2), (1, 2))], axis=1)
+                    labels = y[tri]
+                    ok &= bool(np.all(position[tri] >= 0) and np.all(sides <= thr)
+                               and np.all((labels[:, 0] != labels[:, 1]) & (labels[:, 0] != labels[:, 2])
+                                          & (labels[:, 1] != labels[:, 2])))
+                    r2 = (2.0 * eps / dataset.scale) ** 2
+                    ok &= bool(np.all(jointly_attackable(sides, metric=metric, r2=r2)))
+                edge_dual, tri_dual = np.asarray(g["edge_dual"][...]), np.asarray(g["triangle_dual"][...])
+                upper = np.asarray(g["upper_dual"][...])
+                ok &= bool(np.all(edge_dual >= 0) and np.all(tri_dual >= 0) and np.all(upper >= 0))
+                cover = upper.astype(np.float64).copy()
+                if ok:
+                    np.add.at(cover, position[pairs].ravel(), np.repeat(edge_dual, 2))
+                    np.add.at(cover, position[tri].ravel(), np.repeat(tri_dual, 3))
+                c = float(cover.min()) if n else 1.0
+                ok &= c > 0
+                value = edge_dual.sum() + tri_dual.sum() + upper.sum()
+                verified = float(max(0.0, 1.0 - value / c / n)) if ok else None
+            out.append(dict(epsilon=eps, claimed=float(g.attrs["lower_bound"]), verified=verified))
+    return out

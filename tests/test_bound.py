@@ -386,3 +386,32 @@ def test_range_search_property(n, d, n_classes, levels, block, seed, metric):
     for k, m in enumerate(np.unique(levels)):
         limit = float(m) ** 2 if metric == "l2" else float(m)
         np.testing.assert_array_equal(edges.pairs(k), conflict_pairs(X.astype(np.int64), y, metric, limit))
+
+
+@pytest.mark.parametrize("metric,eps", [("linf", [0.4, 0.42]), ("l2", [1.5, 1.7])])
+@pytest.mark.parametrize("degree", [2, 3])
+def test_certificate_verifies_against_the_data(tiny_h5, tmp_path, degree, metric, eps):
+    from numbaconc.bound import dataset_lower_bound, save_certificate, verify_certificate
+    from numbaconc.datasets import open_dataset
+
+    path = tmp_path / "c.h5"
+    with open_dataset(tiny_h5) as ds:
+        res = dataset_lower_bound(ds, metric=metric, epsilons=eps, split="test",
+                                  degree=degree, classes=[0, 1, 2])
+        save_certificate(res, path)
+        checks = verify_certificate(path, ds)
+        assert [c["epsilon"] for c in checks] == eps
+        assert res.rows[1].edges > 0 and (degree == 2 or res.rows[1].triangles > 0)
+        for c, row in zip(checks, res.rows):
+            assert c["verified"] == pytest.approx(row.lower_bound, abs=1e-6)
+        # a forged pair (not a conflict) makes the check fail
+        with h5py.File(path, "r+") as f:
+            g = f["eps1"]
+            pairs = g["pairs"][...]
+            far = np.flatnonzero(ds.test.y != ds.test.y[pairs[0, 0]])
+            diff = ds.test.x[far].astype(int) - ds.test.x[pairs[0, 0]].astype(int)
+            gap = np.abs(diff).max(axis=1) if metric == "linf" else (diff * diff).sum(axis=1)
+            pairs[0, 1] = far[np.argmax(gap)]
+            del g["pairs"]
+            g.create_dataset("pairs", data=pairs)
+        assert verify_certificate(path, ds)[1]["verified"] is None
