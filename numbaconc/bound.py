@@ -338,7 +338,8 @@ def solve_lp(n: int, pairs: np.ndarray, triangles: np.ndarray) -> Degree3Solutio
 
     m2, m3 = len(pairs), len(triangles)
     if m2 + m3 == 0:
-        return Degree3Solution(np.ones(n), np.empty(0), np.empty(0), np.zeros(n), float(n))
+        # no constraint but q <= 1: its dual z = 1 proves the value n
+        return Degree3Solution(np.ones(n), np.empty(0), np.empty(0), np.ones(n), float(n))
     rows = np.concatenate([np.repeat(np.arange(m2), 2), m2 + np.repeat(np.arange(m3), 3)])
     cols = np.concatenate([np.asarray(pairs, dtype=np.int64).ravel(),
                            np.asarray(triangles, dtype=np.int64).ravel()])
