@@ -416,3 +416,19 @@ def test_certificate_verifies_against_the_data(tiny_h5, tmp_path, degree, metric
             del g["pairs"]
             g.create_dataset("pairs", data=pairs)
         assert verify_certificate(path, ds)[1]["verified"] is None
+
+
+def test_blocks_follow_the_memory_budget():
+    from numbaconc import budget
+    from numbaconc.bound import block_rows
+
+    rng = np.random.default_rng(11)
+    X = rng.integers(100, 156, (3000, 20)).astype(np.uint8)
+    y = rng.integers(0, 3, 3000)
+    ref = conflict_edges(X, y, metric="l2", epsilons=[0.1, 0.2], scale=SCALE)
+    with budget.budget("64M"):
+        assert block_rows(3000, 20) < 400
+        small = conflict_edges(X, y, metric="l2", epsilons=[0.1, 0.2], scale=SCALE)
+    assert ref.count(1) > 0
+    for k in range(2):
+        np.testing.assert_array_equal(small.pairs(k), ref.pairs(k))

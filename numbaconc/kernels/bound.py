@@ -1,8 +1,9 @@
 """Kernels of the label-aware lower bound: epsilon-range search between points
-of different classes, the conflict graph in CSR, König's vertex cover and
-triangle listing.
+of different classes, the conflict graph in CSR, Hopcroft-Karp matching,
+König's vertex cover and triangle listing.
 
-Range search. Every ``range_*`` kernel takes one block of query rows ``Q`` and
+Range search. Every kernel of ``RANGE_KERNELS`` (one per kind: l2 uint8 via
+GEMM, linf uint8, l2 / linf float32) takes one block of query rows ``Q`` and
 one block of base rows ``B`` (global row order: the base block never precedes
 the query block; ``diagonal`` when they are the same block, then only pairs
 j > i count) and, for each query row i, lists in ``out_j[i, :count[i]]`` the
