@@ -238,11 +238,20 @@ def conflict_edges(X, labels, *, metric: str, epsilons, scale: float,
             if progress is not None:
                 progress(qb, n)
 
-    def join(parts, dtype):
-        return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+    del P, out_j, out_k
+    whole = None
 
-    return ConflictEdges(u=join(parts_u, np.int32), v=join(parts_v, np.int32),
-                         bucket=join(parts_k, np.uint8), n=n, epsilons=eps, thresholds=thr,
+    def join(parts, dtype):
+        """One array from the block parts, freeing them as it goes (the peak is
+        the parts plus one joined array, not twice the edge list)."""
+        out = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+        parts.clear()
+        return out
+
+    u = join(parts_u, np.int32)
+    v = join(parts_v, np.int32)
+    bucket = join(parts_k, np.uint8)
+    return ConflictEdges(u=u, v=v, bucket=bucket, n=n, epsilons=eps, thresholds=thr,
                          metric=metric, seconds=time.perf_counter() - start)
 
 
