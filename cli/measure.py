@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from numbaconc import datasets
-from numbaconc.measure import measure as run_measure
 from numbaconc.errors import NumbaconcError
+from numbaconc.measure import measure as run_measure
 from numbaconc.regions import Region
 from numbaconc.reproduce import write_json
 

@@ -282,8 +282,8 @@ _GEMM_EXTRA = 256  # candidate list length is 2 k + this
 
 
 def gemm_slack(d: int) -> float:
-    """Certified error of a squared l2 distance |q|^2 + |b|^2 - 2 fl32(q.b) on
-    non-negative rows of d features: |approx - exact| <= slack |q| |b|."""
+    """Certified error of a squared l2 distance |q|^2 + |b|^2 - 2 fl32(q.b) of
+    rows of d features (exact norms): |approx - exact| <= slack |q| |b|."""
     unit = 2.0 ** -24
     gamma = d * unit / (1.0 - d * unit)  # float32 dot product: |err| <= gamma |q| |b|
     return 2.0 * gamma * 1.01 + 1e-12    # approx uses -2 q.b; 1 % margin for the float64 steps
