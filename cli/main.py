@@ -9,6 +9,7 @@ import typer
 
 from numbaconc import __version__, budget
 
+from . import bound as bound_commands
 from . import data as data_commands
 from . import knn as knn_commands
 from . import measure as measure_commands
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data", help="Import datasets to HDF5, inspect them, make synthetic ones.")
 knn_commands.register(app)
 measure_commands.register(app)
+bound_commands.register(app)
 
 try:  # reproduce / curve arrive with the reporting module
     from . import report as report_commands

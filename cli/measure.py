@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from numbaconc import datasets
+from numbaconc.errors import NumbaconcError
 from numbaconc.measure import measure as run_measure
 from numbaconc.regions import Region
 from numbaconc.reproduce import write_json
@@ -70,12 +71,13 @@ def measure(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
     region_out: Annotated[Optional[Path], typer.Option("--region", help="Save the region (HDF5) for `evaluate`.")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    labels: Annotated[bool, typer.Option(
+        "--labels", help="Also print the label-aware lower bound (`numbaconc bound`) on the test "
+                         "split at the same epsilon.")] = False,
 ):
     """Estimate the concentration of DATA at (alpha, epsilon) with one region family."""
     eps = parse_floats(epsilon, "--epsilon")
     if len(eps) != 1:
-        from numbaconc.errors import NumbaconcError
-
         raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
     options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats, domain=domain,
                    t_grid=tuple(int(t) for t in parse_floats(t_grid, "--t-grid")) if tune or clusters is None else None)
@@ -86,11 +88,21 @@ def measure(
             options["clusters"] = 20
     check_outputs(files=[("--json", json_out), ("--region", region_out)], force=force, cache=True)
     with datasets.open_dataset(data) as ds, progress_callback("measure") as progress:
+        if labels and ds.test.y is None:
+            raise NumbaconcError(f"--labels: {ds.path} has no test labels (/test/y)")
         result = run_measure(ds, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
                              protocol=protocol.value, val_fraction=val_fraction, seed=seed,
                              progress=progress, **options)
+        if labels:
+            from numbaconc.bound import dataset_lower_bound
+
+            found = dataset_lower_bound(ds, metric=metric.value, epsilons=eps, split="test")
+            result["lower_bound"] = dict(found.rows[0].__dict__, split="test",
+                                         range_search_seconds=found.range_search_seconds)
     region = result.pop("_region")
     print_result(result)  # first: a write failure below (disk full) still shows the figures
+    if labels:
+        print_lower_bound(result["lower_bound"])
     if region_out is not None:
         region.save(region_out)
         console.print(f"region: {region_out}")
@@ -122,6 +134,15 @@ def print_result(result: dict):
         console.print(f"ground truth ({truth['relation']}): {pct(truth['concentration'])}; "
                       f"estimate respects it: {truth['estimate_respects_truth']}")
     console.print(f"time: {result['timings']['total']:.1f} s")
+
+
+def print_lower_bound(row: dict):
+    from numbaconc.bound import DEFINITIONS, ZERO_BOUND
+
+    console.print(f"label-aware lower bound ({row['split']} split, n={row['n']}, eps={row['epsilon']:g}): "
+                  f"[bold]{pct(row['lower_bound'])}[/bold] of the points, for any classifier "
+                  f"({row['edges']:,} conflict pairs within 2 eps)")
+    console.print(DEFINITIONS + (" " + ZERO_BOUND if row["edges"] == 0 else ""))
 
 
 def _short(value):

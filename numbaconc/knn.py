@@ -281,6 +281,14 @@ _GEMM_FLOAT_COPY_BYTES = 1 << 30  # keep a float32 copy of the base below this s
 _GEMM_EXTRA = 256  # candidate list length is 2 k + this
 
 
+def gemm_slack(d: int) -> float:
+    """Certified error of a squared l2 distance |q|^2 + |b|^2 - 2 fl32(q.b) of
+    rows of d features (exact norms): |approx - exact| <= slack |q| |b|."""
+    unit = 2.0 ** -24
+    gamma = d * unit / (1.0 - d * unit)  # float32 dot product: |err| <= gamma |q| |b|
+    return 2.0 * gamma * 1.01 + 1e-12    # approx uses -2 q.b; 1 % margin for the float64 steps
+
+
 def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
              block_rows, progress, topd, topi):
     """Exact l2 kNN on uint8 rows: float32 GEMM blocks give candidates with a
@@ -288,9 +296,7 @@ def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
     m, n = len(Q), len(B)
     bq = int(block_rows) if block_rows else _GEMM_QUERY_BLOCK
     bb = int(block_rows) if block_rows else _GEMM_BASE_BLOCK
-    unit = 2.0 ** -24
-    gamma = d * unit / (1.0 - d * unit)  # float32 dot product: |err| <= gamma |q| |b|
-    slack = 2.0 * gamma * 1.01 + 1e-12   # approx uses -2 q.b; 1 % margin for the float64 steps
+    slack = gemm_slack(d)
     q_sqf, b_sqf = q_sq.astype(np.float64), b_sq.astype(np.float64)
     q_norm, b_norm = np.sqrt(q_sqf), np.sqrt(b_sqf)
     blocks = [(a, min(a + bb, n)) for a in range(0, n, bb)]
