@@ -35,7 +35,9 @@ def knn(
         console.print(f"cache: {path}")
         if out is not None:
             save_knn(result, out, checksum=ds.checksum, split=split, unit=ds.unit, scale=ds.scale)
-            console.print(f"wrote {out}  (indices, distances {result.indices.shape}; unit: {ds.unit})")
-        kth = result.distances[:, -1]
+            kind = "squared distances" if result.squared else "distances"
+            console.print(f"wrote {out}  (indices {result.indices.dtype}, {kind} {result.stored.dtype}, "
+                          f"{result.indices.shape}; unit: {ds.unit})")
+        kth = result.distance_column(-1)
         console.print(f"k-th neighbour distance ({ds.unit}): min {kth.min():g}, median {float(np.median(kth)):g}, max {kth.max():g}")
 
