@@ -213,7 +213,7 @@ def _check_finite(X, name: str) -> None:
                 raise NumbaconcError(f"{name}: contains NaN or inf")
 
 
-def _prepare(X, n: int, d: int, dtype, cols: np.ndarray, name: str, position: np.ndarray):
+def _prepare(X, n: int, d: int, dtype, cols: np.ndarray, position: np.ndarray):
     """Copy X with permuted (and for uint8 zero-padded) columns, row i going to
     row ``position[i]`` (the visit order), into a scratch array; row sums /
     norms in the same order. One pass over X.
@@ -534,11 +534,11 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
         pos[order] = np.arange(len(order), dtype=np.int64)
         return pos
 
-    B, b_sum, b_l1, b_sq = _prepare(base, n, d, dtype, cols, "base", position(b_order))
+    B, b_sum, b_l1, b_sq = _prepare(base, n, d, dtype, cols, position(b_order))
     if all_pairs:
         Q, q_sum, q_l1, q_sq = B, b_sum, b_l1, b_sq
     else:
-        Q, q_sum, q_l1, q_sq = _prepare(queries, m, d, dtype, cols, "queries", position(q_order))
+        Q, q_sum, q_l1, q_sq = _prepare(queries, m, d, dtype, cols, position(q_order))
     b_key = np.sqrt(b_sq.astype(np.float64)) if metric == "l2" else b_l1
     q_key = np.sqrt(q_sq.astype(np.float64)) if metric == "l2" else q_l1
 
