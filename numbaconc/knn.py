@@ -657,8 +657,8 @@ def subset_knn(full: KnnResult, rows, X_subset, k: int | None = None) -> KnnResu
     if not 1 <= k_out <= m:
         raise NumbaconcError(f"k={k_out} must be in [1, {m}]")
     idx_type = np.int32 if m < 2**31 else np.int64
-    idx = scratch_array((m, k_out), idx_type, 0.25)
-    dist = scratch_array((m, k_out), stored.dtype, 0.25)
+    idx = scratch_array((m, k_out), idx_type, _LISTS_SHARE / 2)
+    dist = scratch_array((m, k_out), stored.dtype, _LISTS_SHARE / 2)
     _kernels.filter_to_subset(indices, stored, rows, position, idx, dist, count)
     if k is not None:
         short = np.flatnonzero(count < k_out)
@@ -674,6 +674,10 @@ def _unit(dtype) -> str:
 
 
 _FORMAT = 2  # cache files: int32 indices, compact distances, array_digest
+# lists are held in memory only within this budget share; longer ones are read
+# through a memmap of the cache file (the balls' buffers and a holdout subset's
+# lists need shares of their own)
+_LISTS_SHARE = 0.25
 
 
 def _create_lists(f: h5py.File, name: str, shape, dtype):
@@ -757,7 +761,7 @@ def _load_cached(path: Path, dataset, split, metric, include_self, k, n, notice)
                "recomputing")
         return None
     indices, stored = indices[:, :k], stored[:, :k]
-    if budget.fits(indices.nbytes + stored.nbytes):
+    if budget.fits(indices.nbytes + stored.nbytes, _LISTS_SHARE):
         indices, stored = np.ascontiguousarray(indices), np.ascontiguousarray(stored)
     return KnnResult(indices, stored, metric, k, include_self, squared)
 
@@ -798,7 +802,7 @@ def cached_knn(dataset, k: int, *, metric: str, split: str = "train",
     idx_type, dist_type, squared = list_dtypes(metric, part.dtype, n, part.n_features)
     nbytes = n * int(k) * (idx_type.itemsize + dist_type.itemsize) \
         if isinstance(k, (int, np.integer)) else 0
-    if budget.fits(nbytes):
+    if budget.fits(nbytes, _LISTS_SHARE):
         result = knn(part.x, k, metric=metric, include_self=include_self, progress=progress)
         path = folder / f"{stem}-k{result.k}.h5"
         save_knn(result, path, **attrs)
