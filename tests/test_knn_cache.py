@@ -160,3 +160,37 @@ def test_lists_over_the_budget_are_memory_mapped(tmp_path, train_x, monkeypatch)
         np.testing.assert_array_equal(a.center_index, b.center_index)
         np.testing.assert_array_equal(a.radii_sq, b.radii_sq)
         np.testing.assert_array_equal(a.expanded, b.expanded)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2", "linf"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_search_with_scratch_memmaps_is_exact(metric, dtype, monkeypatch):
+    """Nothing fits the budget: the prepared base and queries (and the linf
+    transposed copy) live in scratch memmaps; results are unchanged."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 4, size=(70, 13)).astype(dtype) * (60 if dtype == np.uint8 else 0.25)
+    base = base.astype(dtype)
+    queries = base[::3].copy()
+    queries[0] = 255 if dtype == np.uint8 else 1.0
+    monkeypatch.setattr(budget, "fits", lambda nbytes, share=0.5: False)
+    res = knn(base, 9, metric=metric, queries=queries, block_rows=16)
+    ref_idx, ref_dist = brute_knn(base, 9, metric, queries=queries)
+    np.testing.assert_array_equal(res.indices, ref_idx)
+    np.testing.assert_array_equal(res.distances, ref_dist)
+    assert not list((datasets.cache_dir() / "tmp").glob("*"))  # scratch files are unlinked
+
+
+def test_l2_gemm_path_over_the_budget_is_exact(monkeypatch):
+    """k >= 500: the GEMM path without a float32 copy of the base (blocks
+    converted as used) and with small query blocks gives the exact lists."""
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 3, size=(700, 20)).astype(np.uint8) * 127  # ties everywhere
+    want = knn(X, 520, metric="l2")
+    monkeypatch.setattr(budget, "fits", lambda nbytes, share=0.5: False)
+    with budget.budget("64M"):
+        got = knn(X, 520, metric="l2")
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.stored, want.stored)
+    ref_idx, ref_dist = brute_knn(X, 520, "l2")
+    np.testing.assert_array_equal(got.indices, ref_idx)
+    np.testing.assert_array_equal(got.distances, ref_dist)
