@@ -35,9 +35,11 @@ def knn(
             result, path = cached_knn(ds, k, metric=metric, split=split,
                                       include_self=not exclude_self, progress=progress)
         console.print(f"cache: {path}")
-        kth = result.distances[:, -1]
+        kth = result.distance_column(-1)
         console.print(f"k-th neighbour distance ({ds.unit}): min {kth.min():g}, median {float(np.median(kth)):g}, max {kth.max():g}")
         if out is not None:  # last: a write failure (disk full) loses neither the figures nor the cache
             save_knn(result, out, checksum=ds.checksum, split=split, unit=ds.unit, scale=ds.scale)
-            console.print(f"wrote {out}  (indices, distances {result.indices.shape}; unit: {ds.unit})")
+            kind = "squared distances" if result.squared else "distances"
+            console.print(f"wrote {out}  (indices {result.indices.dtype}, {kind} {result.stored.dtype}, "
+                          f"{result.indices.shape}; unit: {ds.unit})")
 

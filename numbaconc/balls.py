@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import budget
 from .errors import NumbaconcError
 from .kernels import balls as _k
 
 _FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
                    # doubles per call up to the evaluator's capacity (thin GEMMs
                    # waste BLAS; results never depend on the batch or thread count)
-_BATCH_BYTES = 1 << 27  # capacity: float64 rows of n distances per buffer (128 MiB)
+_BATCH_SHARE = 0.25  # capacity: rows of n float64 distances (two buffers) in this budget share
+_MAX_BATCH = 256
+_BASE_BLOCK_BYTES = 8 << 20  # float32 base rows converted at a time by the exact GEMM
 _GEMM_CHUNK = (1 << 24) // (255 * 255)  # uint8 features per float32 GEMM chunk:
                                         # every partial sum is an integer < 2**24, exact
 _SPOT_ROWS = 64  # rows of given neighbour distances checked against X
@@ -76,31 +79,59 @@ def _as_data(X, name="X") -> np.ndarray:
     return X
 
 
-def _check_neighbors(neighbors, n: int) -> np.ndarray:
+def _check_neighbors(neighbors, n: int):
+    """The lists' indices, validated (read in place: memmaps are not copied)."""
     metric = str(getattr(neighbors, "metric", "")).lower()
     if metric not in ("l2", "euclidean"):
         raise NumbaconcError(f"neighbors must be l2 neighbour lists, got metric {metric!r}")
     if not getattr(neighbors, "include_self", True):
         raise NumbaconcError("neighbors must include each point itself (include_self=True)")
-    idx = np.asarray(neighbors.indices)
+    idx = neighbors.indices
+    if not hasattr(idx, "shape") or not hasattr(idx, "dtype"):
+        idx = np.asarray(idx)
     if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < 1 or idx.shape[1] > n:
         raise NumbaconcError(f"neighbors.indices must have shape ({n}, K) with 1 <= K <= {n}, "
                              f"got {idx.shape}")
     if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
         raise NumbaconcError(f"neighbors.indices must be integers in [0, {n})")
-    # our own copy: rows are re-sorted in place by exact distance (int32 halves
-    # the memory of long lists; every index fits)
-    return np.array(idx, dtype=np.int32 if n < 2**31 else np.int64, order="C", copy=True)
+    return idx
+
+
+def _spot_rows(n: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, _SPOT_ROWS)).astype(np.int64))
+
+
+def _lists_as_given(X, idx, neighbors, integer):
+    """(idx, d2) of numbaconc's compact lists used in place (no copy), or None.
+
+    Usable when the lists hold exact squared distances of uint8 data in int32
+    (``KnnResult.squared``), already sorted by (d2, index), and a few rows
+    checked against X agree (so lists of other data are never trusted)."""
+    stored = getattr(neighbors, "stored", None)
+    if not (integer and getattr(neighbors, "squared", False) and stored is not None
+            and X.shape[1] <= _INT32_MAX_D and np.dtype(stored.dtype) == np.int32
+            and np.dtype(idx.dtype) == np.int32 and stored.shape == idx.shape):
+        return None
+    rows = _spot_rows(len(idx))
+    exact = np.empty((len(rows), idx.shape[1]))
+    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, exact)
+    if not np.array_equal(exact, np.asarray(stored[rows], dtype=np.float64)):
+        return None
+    if _k.unsorted_rows(idx, stored) > 0:
+        return None
+    return idx, stored
 
 
 def _list_distances(X, idx, neighbors, integer):
     """(dist, recompute): reuse the lists' distances for uint8 data when they are
     exact (numbaconc.knn's are: spot-checked on a few rows), else recompute."""
+    if not integer:
+        return np.zeros((1, 1)), True
     dist = getattr(neighbors, "distances", None)
-    if not integer or dist is None or np.shape(dist) != idx.shape:
+    if dist is None or np.shape(dist) != idx.shape:
         return np.zeros((1, 1)), True
     dist = np.ascontiguousarray(dist, dtype=np.float64)
-    rows = np.unique(np.linspace(0, len(idx) - 1, min(len(idx), _SPOT_ROWS)).astype(np.int64))
+    rows = _spot_rows(len(idx))
     exact = np.empty((len(rows), idx.shape[1]))
     _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, exact)
     if not np.array_equal(exact, np.rint(dist[rows] ** 2)):
@@ -108,35 +139,62 @@ def _list_distances(X, idx, neighbors, integer):
     return dist, False
 
 
+def _prepared_lists(X, neighbors, n, integer):
+    """(idx, d2, lim): the neighbour lists sorted by exact (d2, index), and
+    ``lim[i]``: every point with d2 < lim[i] is in row i (kernels.prepare_lists).
+    numbaconc's compact exact lists are used as they are (memmaps read in
+    place); any other lists are copied and re-sorted."""
+    idx = _check_neighbors(neighbors, n)
+    K = idx.shape[1]
+    given = _lists_as_given(X, idx, neighbors, integer)
+    if given is not None:
+        idx, d2 = given
+        lim = np.asarray(d2[:, K - 1], dtype=np.float64)
+        if K >= n:
+            lim[:] = np.inf
+        return idx, d2, lim
+    # our own copy: rows are re-sorted in place by exact distance (int32 halves
+    # the memory of long lists; every index fits)
+    idx = np.array(idx, dtype=np.int32 if n < 2**31 else np.int64, order="C", copy=True)
+    # squared distances of uint8 rows are exact integers: int32 holds them when
+    # d * 255**2 < 2**31 (d <= 33025), at half the memory of float64
+    d2 = np.empty((n, K), dtype=np.int32 if integer and X.shape[1] <= _INT32_MAX_D else np.float64)
+    lim = np.empty(n, dtype=np.float64)
+    dist, recompute = _list_distances(X, idx, neighbors, integer)
+    _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK)
+    return idx, d2, lim
+
+
 class _ExactEvaluator:
     """Exact d2 from a batch of points to all n points, and exact gains.
 
     uint8 data: x.y by float32 GEMM (BLAS) over feature chunks short enough that
     every partial sum is an integer below 2**24 (so exact in any summation
-    order), summed in float64: exact integer d2 at BLAS speed. Float data:
-    the direct float64 kernel (the same rounding as everywhere else).
+    order), summed in float64 in chunk order: exact integer d2 at BLAS speed.
+    The base streams in row blocks converted to float32 as they are used (no
+    float32 copy of X). Float data: the direct float64 kernel (the same
+    rounding as everywhere else). The batch capacity comes from the budget.
     """
 
     def __init__(self, X, integer):
         self.X = X
         self.integer = integer
-        n = X.shape[0]
-        self.capacity = cap = int(min(256, max(16, _BATCH_BYTES // (8 * n))))
+        n, d = X.shape
+        self.capacity = cap = budget.rows_for(16 * n, _BATCH_SHARE, minimum=1,
+                                              maximum=_MAX_BATCH)
         self.D2 = np.empty((cap, n))
         self.buf_u = np.empty((cap, n))
         self.gain = np.empty(cap, dtype=np.int64)
         self.r2 = np.empty(cap)
         self.top = np.empty(cap)
         self.prof = np.empty((cap, _N_PROFILE), dtype=np.int64)
-        self.chunks = None
+        self.sq = None
+        self.base_rows = int(min(n, max(256, _BASE_BLOCK_BYTES // (4 * d))))
 
     def _prepare_gemm(self):
         X = self.X
-        d = X.shape[1]
-        self.chunks = [np.ascontiguousarray(X[:, a:a + _GEMM_CHUNK], dtype=np.float32)
-                       for a in range(0, d, _GEMM_CHUNK)]
-        self.G = np.empty((self.capacity, X.shape[0]), dtype=np.float32)
-        self.sq = np.concatenate([(X[a:a + 8192].astype(np.int64) ** 2).sum(1)
+        self.G = np.empty(self.capacity * self.base_rows, dtype=np.float32)
+        self.sq = np.concatenate([(np.asarray(X[a:a + 8192]).astype(np.int64) ** 2).sum(1)
                                   for a in range(0, X.shape[0], 8192)]).astype(np.float64)
 
     def fill(self, rows):
@@ -145,14 +203,24 @@ class _ExactEvaluator:
         if not self.integer:
             _k.fill_rows(self.X, rows, False, self.D2[:b])
             return self.D2[:b]
-        if self.chunks is None:
+        if self.sq is None:
             self._prepare_gemm()
+        X = self.X
+        n, d = X.shape
         acc = self.D2[:b]
         sq_rows = np.ascontiguousarray(self.sq[rows])
-        G = self.G[:b]
-        for c, Xc in enumerate(self.chunks):
-            np.matmul(Xc[rows], Xc.T, out=G)
-            _k.add_products(acc, G, sq_rows, self.sq, c == 0, c == len(self.chunks) - 1)
+        chunks = [(c, min(c + _GEMM_CHUNK, d)) for c in range(0, d, _GEMM_CHUNK)]
+        picked = np.asarray(X[rows])
+        left = [np.ascontiguousarray(picked[:, c0:c1], dtype=np.float32) for c0, c1 in chunks]
+        for a in range(0, n, self.base_rows):
+            z = min(a + self.base_rows, n)
+            block = np.asarray(X[a:z])
+            G = self.G[:b * (z - a)].reshape(b, z - a)
+            for c, (c0, c1) in enumerate(chunks):
+                right = np.ascontiguousarray(block[:, c0:c1], dtype=np.float32)
+                np.matmul(left[c], right.T, out=G)
+                _k.add_products(acc[:, a:z], G, sq_rows, self.sq[a:z], c == 0,
+                                c == len(chunks) - 1)
         return acc
 
     def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):
@@ -209,17 +277,9 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         from .knn import knn  # imported late: optional until needed
 
         neighbors = knn(X, int(n_neighbors), metric="l2", include_self=True)
-    idx = _check_neighbors(neighbors, n)
-    K = idx.shape[1]
-
     integer = X.dtype == np.uint8
     eps = float(epsilon)
-    # squared distances of uint8 rows are exact integers: int32 holds them when
-    # d * 255**2 < 2**31 (d <= 33025), at half the memory of float64
-    d2 = np.empty((n, K), dtype=np.int32 if integer and X.shape[1] <= _INT32_MAX_D else np.float64)
-    lim = np.empty(n, dtype=np.float64)
-    dist, recompute = _list_distances(X, idx, neighbors, integer)
-    _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK)
+    idx, d2, lim = _prepared_lists(X, neighbors, n, integer)
 
     covered = np.zeros(n, dtype=np.bool_)
     expanded = np.zeros(n, dtype=np.bool_)

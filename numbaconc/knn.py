@@ -23,29 +23,40 @@ Speed comes from pruning, never from approximation:
   with a certified error bound to list candidates, then re-ranks them in
   exact integers (see ``kernels.knn.l2_gemm_collect``).
 
-Memory: the base (and the queries, when given) are copied into a
-column-permuted, zero-padded, row-reordered in-memory array (the size of the
-data; twice that briefly while reordering; the GEMM path adds a float32 copy
-of the base below 1 GiB; the linf prefilter a transposed copy of the base,
-the l1 one 2 bytes per row and patch). The state is O(n_queries x k) plus block scratch.
+Memory (numbaconc.budget): the base (and the queries, when given) are copied
+once into a column-permuted, zero-padded, row-reordered array, held in memory
+when it fits the budget share and otherwise written to an unlinked scratch
+file and memory-mapped (``scratch_array``); likewise the linf prefilter's
+transposed copy. The GEMM path keeps a float32 copy of the base only when it
+fits, else converts base blocks as they are used. Top-k state is per query
+block; results go straight into compact output arrays (int32 indices, the
+narrowest exact distance type, see ``list_dtypes``), which ``cached_knn``
+places in the cache file itself when they do not fit.
 No n x n matrix is ever built.
 
-``cached_knn`` stores results in HDF5 under ``cache_dir()/knn``; a cached
-result with a larger k serves a smaller k (rows are sorted, so it is a slice).
+``cached_knn`` stores results in HDF5 under ``cache_dir()/knn``, keyed on
+the dataset's content digest, with an ``array_digest`` of the lists that is
+verified on every load (a damaged file is recomputed, with a notice); the
+arrays are contiguous and uncompressed, memory-mapped read-only when they do
+not fit the budget share. A cached result with a larger k serves a smaller k
+(rows are sorted, so it is a column slice).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 
 import h5py
 import numba
 import numpy as np
 
-from . import datasets
+from . import budget, datasets
 from .errors import NumbaconcError
+from .integrity import array_digest
 from .kernels import knn as _kernels
 
 METRICS = {
@@ -69,17 +80,96 @@ def canonical_metric(name: str) -> str:
             f"unknown metric {name!r} (choose from {', '.join(sorted(METRICS))})") from None
 
 
-@dataclass
-class KnnResult:
-    """``indices`` (n_queries, k) int64 and ``distances`` (n_queries, k) float64,
-    each row sorted by (distance, index); distances in storage units (l2 is the
-    Euclidean distance, not its square)."""
+def list_dtypes(metric: str, dtype, n_rows: int, d: int):
+    """(index dtype, stored distance dtype, squared) of compact neighbour lists.
 
-    indices: np.ndarray
-    distances: np.ndarray
-    metric: str
-    k: int
-    include_self: bool
+    Indices int32 (int64 beyond 2**31 rows). uint8 data: exact integers,
+    linf uint8, l1 int32, l2 the squared distance in int32 (int64 when d is
+    too large for int32 sums: d > 33025). Float data: float64, the values the
+    search computes (l2 already rooted).
+    """
+    metric = canonical_metric(metric)
+    index = np.dtype(np.int32 if n_rows < 2**31 else np.int64)
+    if np.dtype(dtype) != np.uint8:
+        return index, np.dtype(np.float64), False
+    top = {"l1": 255, "l2": 255 * 255, "linf": 255}[metric] * int(d)
+    if metric == "linf":
+        dist = np.uint8
+    else:
+        dist = np.int32 if top < 2**31 else np.int64
+    return index, np.dtype(dist), metric == "l2"
+
+
+class KnnResult:
+    """Neighbour lists, each row sorted by (distance, index).
+
+    ``indices`` (n_queries, k), int32 for numbaconc's own lists; ``stored``
+    the distances as kept (``squared``: squared l2 distances, exact integers
+    for uint8 data). ``distances`` / ``distance_block`` / ``distance_column``
+    give float64 distances in storage units (l2 is the Euclidean distance,
+    not its square): use the block readers on large lists, which may be
+    read-only memmaps of the cache file.
+    """
+
+    def __init__(self, indices, distances, metric: str, k: int, include_self: bool,
+                 squared: bool = False):
+        self.indices = indices
+        self.stored = distances
+        self.metric = metric
+        self.k = int(k)
+        self.include_self = bool(include_self)
+        self.squared = bool(squared)
+
+    def __repr__(self):
+        return (f"KnnResult(shape={tuple(self.indices.shape)}, metric={self.metric!r}, "
+                f"k={self.k}, include_self={self.include_self}, "
+                f"stored={np.dtype(self.stored.dtype)}{', squared' if self.squared else ''})")
+
+    def distance_block(self, rows=slice(None), cols=slice(None)) -> np.ndarray:
+        """float64 distances (storage units) of ``stored[rows, cols]``."""
+        out = np.array(self.stored[rows, cols], dtype=np.float64)
+        if self.squared:
+            np.sqrt(out, out=out)
+        return out
+
+    def distance_column(self, j: int) -> np.ndarray:
+        """Every query's ``j``-th neighbour distance (float64, storage units)."""
+        return self.distance_block(slice(None), j)
+
+    @property
+    def distances(self) -> np.ndarray:
+        """All distances as float64 (n_queries x k x 8 bytes: small lists only)."""
+        return self.distance_block()
+
+    def head(self, k: int) -> "KnnResult":
+        """The first k neighbours of each row (a view; rows are sorted)."""
+        return KnnResult(self.indices[:, :k], self.stored[:, :k], self.metric, k,
+                         self.include_self, self.squared)
+
+
+# ------------------------------------------------------------ scratch space
+
+_log = logging.getLogger("numbaconc")
+
+
+def scratch_array(shape, dtype, share: float = 0.25, *, zero: bool = False) -> np.ndarray:
+    """A writable array: in memory when it fits ``share`` of the budget, else a
+    memmap of an unlinked file under ``cache_dir()/tmp`` (freed with the array;
+    the page cache it uses can be evicted, resident memory cannot)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if budget.fits(nbytes, share) or nbytes == 0:
+        return np.zeros(shape, dtype=dtype) if zero else np.empty(shape, dtype=dtype)
+    folder = datasets.cache_dir() / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="scratch-", suffix=".bin", dir=folder)
+    try:
+        os.ftruncate(fd, nbytes)  # sparse: reads as zeros
+        out = np.memmap(name, dtype=dtype, mode="r+", shape=tuple(shape))
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return out
 
 
 # ------------------------------------------------------------------ input
@@ -100,12 +190,15 @@ def _check_matrix(X, name: str):
     return int(shape[0]), int(shape[1]), dtype
 
 
-def _column_order(X, n: int, d: int) -> np.ndarray:
-    """Columns by decreasing variance (stable), computed block by block."""
+def _column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
+    """Columns by decreasing variance (stable), computed block by block
+    (float input is checked for NaN / inf on the way)."""
     total = np.zeros(d)
     total_sq = np.zeros(d)
     for a in range(0, n, _READ_ROWS):
         block = np.asarray(X[a:a + _READ_ROWS], dtype=np.float64)
+        if not np.isfinite(block).all():
+            raise NumbaconcError(f"{name}: contains NaN or inf")
         total += block.sum(axis=0)
         total_sq += np.square(block).sum(axis=0)
     mean = total / n
@@ -113,28 +206,35 @@ def _column_order(X, n: int, d: int) -> np.ndarray:
     return np.argsort(-var, kind="stable")
 
 
-def _prepare(X, n: int, d: int, dtype, cols: np.ndarray, name: str):
-    """Copy X with permuted (and for uint8 zero-padded) columns; row sums / norms.
+def _check_finite(X, name: str) -> None:
+    if np.dtype(X.dtype) != np.uint8:
+        for a in range(0, X.shape[0], _READ_ROWS):
+            if not np.isfinite(np.asarray(X[a:a + _READ_ROWS])).all():
+                raise NumbaconcError(f"{name}: contains NaN or inf")
+
+
+def _prepare(X, n: int, d: int, dtype, cols: np.ndarray, position: np.ndarray):
+    """Copy X with permuted (and for uint8 zero-padded) columns, row i going to
+    row ``position[i]`` (the visit order), into a scratch array; row sums /
+    norms in the same order. One pass over X.
 
     Returns (P, row_sum float64, l1 key int64, squared norm int64); keys are 0 for float.
     """
     dp = -(-d // _kernels.CHUNK) * _kernels.CHUNK if dtype == np.uint8 else d
-    P = np.zeros((n, dp), dtype=dtype)
+    P = scratch_array((n, dp), dtype, zero=dp > d)
     row_sum = np.empty(n)
-    sq = np.empty(n, dtype=np.int64 if dtype == np.uint8 else np.float64)
+    sq = np.zeros(n, dtype=np.int64)
     for a in range(0, n, _READ_ROWS):
         block = np.asarray(X[a:a + _READ_ROWS])
         b = a + len(block)
-        if dtype == np.float32 and not np.isfinite(block).all():
-            raise NumbaconcError(f"{name}: contains NaN or inf")
-        P[a:b, :d] = block[:, cols]
+        rows = position[a:b]
+        P[rows, :d] = block[:, cols]
         if dtype == np.uint8:
             wide = block.astype(np.int64)
-            sums = wide.sum(axis=1)
-            row_sum[a:b] = sums
-            sq[a:b] = (wide * wide).sum(axis=1)
+            row_sum[rows] = wide.sum(axis=1)
+            sq[rows] = (wide * wide).sum(axis=1)
         else:
-            row_sum[a:b] = block.sum(axis=1, dtype=np.float64)
+            row_sum[rows] = block.sum(axis=1, dtype=np.float64)
     if dtype == np.uint8:
         return P, row_sum, row_sum.astype(np.int64), sq
     return P, row_sum, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
@@ -145,11 +245,13 @@ _ROWS_PER_CLUSTER = 1000
 _KMEANS_ITERS = 8
 
 
-def _embed(B, Q, d: int):
-    """Rows projected on the top principal directions of a base sample (float32)."""
+def _embed(B, Q, cols: np.ndarray, d: int):
+    """Rows (of the inputs, columns permuted by ``cols``) projected on the top
+    principal directions of a base sample (float32), block by block."""
     rng = np.random.default_rng(0)
-    sample = B[np.sort(rng.choice(len(B), size=min(len(B), 2048), replace=False)), :d]
-    sample = sample.astype(np.float64)
+    n = B.shape[0]
+    sample = datasets.take_rows(B, np.sort(rng.choice(n, size=min(n, 2048), replace=False)))
+    sample = sample[:, cols].astype(np.float64)
     mean = sample.mean(axis=0)
     sample -= mean
     dims = min(_EMBED_DIMS, d)
@@ -161,16 +263,18 @@ def _embed(B, Q, d: int):
     shift = (mean.astype(np.float32) @ basis)
 
     def project(X):
-        out = np.empty((len(X), dims), dtype=np.float32)
-        for a in range(0, len(X), _READ_ROWS):
-            out[a:a + _READ_ROWS] = X[a:a + _READ_ROWS, :d].astype(np.float32) @ basis - shift
+        out = np.empty((X.shape[0], dims), dtype=np.float32)
+        for a in range(0, X.shape[0], _READ_ROWS):
+            out[a:a + _READ_ROWS] = np.asarray(X[a:a + _READ_ROWS])[:, cols].astype(np.float32) \
+                @ basis - shift
         return out
 
     return project(B), (None if Q is None else project(Q))
 
 
 def _cluster_order(emb: np.ndarray) -> np.ndarray:
-    """Row order grouping similar rows: a few seeded Lloyd steps in the embedding."""
+    """Row order grouping similar rows: a few seeded Lloyd steps in the embedding
+    (distances to the centres in row blocks: no n x n_clusters matrix)."""
     n = len(emb)
     n_clusters = max(1, n // _ROWS_PER_CLUSTER)
     if n_clusters == 1:
@@ -179,9 +283,13 @@ def _cluster_order(emb: np.ndarray) -> np.ndarray:
     centres = emb[rng.choice(n, size=n_clusters, replace=False)].astype(np.float64)
     X = emb.astype(np.float64)
     sq = np.square(X).sum(axis=1)
+    labels = np.empty(n, dtype=np.int64)
+    step = budget.rows_for(8 * n_clusters, 0.05, minimum=1024)
     for _ in range(_KMEANS_ITERS):
-        dist = sq[:, None] - 2.0 * X @ centres.T + np.square(centres).sum(axis=1)[None, :]
-        labels = np.argmin(dist, axis=1)
+        c_sq = np.square(centres).sum(axis=1)[None, :]
+        for a in range(0, n, step):
+            dist = sq[a:a + step, None] - 2.0 * X[a:a + step] @ centres.T + c_sq
+            labels[a:a + step] = np.argmin(dist, axis=1)
         counts = np.bincount(labels, minlength=n_clusters)
         sums = np.stack([np.bincount(labels, weights=X[:, c], minlength=n_clusters)
                          for c in range(X.shape[1])], axis=1)
@@ -228,7 +336,7 @@ def _l1_sketch(P, d: int, cols: np.ndarray):
 
 def _transposed(M) -> np.ndarray:
     """M.T, C-contiguous, with _PAD zero columns (vector loads may run past n)."""
-    out = np.zeros((M.shape[1], M.shape[0] + _PAD), dtype=M.dtype)
+    out = scratch_array((M.shape[1], M.shape[0] + _PAD), M.dtype, zero=True)
     for a in range(0, len(M), _READ_ROWS):
         b = min(a + _READ_ROWS, len(M))
         out[:, a:b] = M[a:b].T
@@ -275,9 +383,8 @@ def _linf_columns(Q, B, d: int, k: int) -> np.ndarray:
 
 _GEMM_MIN_K = 500
 _GEMM_MAX_ROWS = 1 << 23   # the re-ranking packs (distance, index) with 23 index bits
-_GEMM_QUERY_BLOCK = 1024
+_GEMM_QUERY_BLOCK = 1024   # at most; fewer when the budget is small
 _GEMM_BASE_BLOCK = 4096
-_GEMM_FLOAT_COPY_BYTES = 1 << 30  # keep a float32 copy of the base below this size
 _GEMM_EXTRA = 256  # candidate list length is 2 k + this
 
 
@@ -290,30 +397,36 @@ def gemm_slack(d: int) -> float:
 
 
 def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
-             block_rows, progress, topd, topi):
+             block_rows, progress, store):
     """Exact l2 kNN on uint8 rows: float32 GEMM blocks give candidates with a
-    certified error bound, which are then re-ranked in exact integers."""
+    certified error bound, which are then re-ranked in exact integers.
+    ``store(qa, qb, topd, topi)`` receives each query block's result."""
     m, n = len(Q), len(B)
-    bq = int(block_rows) if block_rows else _GEMM_QUERY_BLOCK
+    cap = 2 * k + _GEMM_EXTRA
+    # per query: heap (k float64), candidates (cap x int32, float64, int64), top-k (2 x k int64)
+    per_query = 8 * k + 20 * cap + 16 * k
+    bq = int(block_rows) if block_rows else budget.rows_for(per_query, 0.25, minimum=16,
+                                                           maximum=_GEMM_QUERY_BLOCK)
     bb = int(block_rows) if block_rows else _GEMM_BASE_BLOCK
     slack = gemm_slack(d)
     q_sqf, b_sqf = q_sq.astype(np.float64), b_sq.astype(np.float64)
     q_norm, b_norm = np.sqrt(q_sqf), np.sqrt(b_sqf)
     blocks = [(a, min(a + bb, n)) for a in range(0, n, bb)]
     base_mean = np.array([b_emb[a:b].mean(axis=0) for a, b in blocks])
-    keep_float = n * d * 4 <= _GEMM_FLOAT_COPY_BYTES
+    # a float32 copy of the base is kept only when it fits the budget share;
+    # otherwise each base block is converted when a query block meets it
+    keep_float = budget.fits(n * d * 4, 0.25)
     floats = {}
 
     def base_float(blk):
         if blk in floats:
             return floats[blk]
         a, b = blocks[blk]
-        out = B[a:b, :d].astype(np.float32)
+        out = np.asarray(B[a:b, :d], dtype=np.float32)
         if keep_float:
             floats[blk] = out
         return out
 
-    cap = 2 * k + _GEMM_EXTRA
     for qa in range(0, m, bq):
         qb = min(qa + bq, m)
         nq = qb - qa
@@ -331,8 +444,11 @@ def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
                                      q_idx[qa:qb], b_idx[a:b], a, exclude_self, slack,
                                      heap, cand, lower, count, overflow)
         keys = np.empty((nq, cap), dtype=np.int64)
+        topd = np.full((nq, k), _kernels.BIG, dtype=np.int64)
+        topi = np.full((nq, k), _kernels.BIG, dtype=np.int64)
         _kernels.l2_rerank_u8(Q[qa:qb], B, b_idx, heap, cand, lower, count, overflow, keys,
-                              topd[qa:qb], topi[qa:qb])
+                              topd, topi)
+        del keys, lower, cand
         redo = np.flatnonzero(overflow)
         if len(redo):  # rare: too many near-ties for the list; direct kernel instead
             rows = qa + redo
@@ -345,8 +461,9 @@ def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
             for a, b in blocks:
                 _kernels.knn_block_l2_u8(Qr, q_idx[rows], key, B[a:b], b_idx[a:b], b_norm[a:b],
                                          exclude_self, td, ti, cscr, pscr)
-            topd[rows] = td
-            topi[rows] = ti
+            topd[redo] = td
+            topi[redo] = ti
+        store(qa, qb, topd, topi)
         if progress is not None:
             progress(qb, m)
 
@@ -355,14 +472,17 @@ def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
 
 
 def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
-        block_rows: int | None = None, progress=None) -> KnnResult:
+        block_rows: int | None = None, progress=None, out=None) -> KnnResult:
     """Exact k nearest neighbours of each query row among the rows of ``base``.
 
     ``base`` / ``queries``: (n, d) uint8 or float32 arrays (read-only memmaps
     and h5py datasets are fine), in storage units. ``queries=None`` means all
     pairs within ``base``; then ``include_self`` says whether row i counts as
     its own neighbour (at distance 0, ties with duplicates by index).
-    ``progress(done, total)`` is called between query blocks.
+    ``progress(done, total)`` is called between query blocks. ``out``: an
+    optional (indices, stored distances) pair of writable (n_queries, k)
+    arrays of the ``list_dtypes`` types (e.g. memmaps in a cache file); by
+    default they are allocated in memory.
     """
     metric = canonical_metric(metric)
     n, d, dtype = _check_matrix(base, "base")
@@ -390,35 +510,52 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
             f"({n} base rows{'' if include_self or not all_pairs else ', self excluded'})")
     if block_rows is not None and (not isinstance(block_rows, (int, np.integer)) or block_rows < 1):
         raise NumbaconcError(f"block_rows must be a positive integer, got {block_rows!r}")
-
-    cols = _column_order(base, n, d)
-    B, b_sum, b_l1, b_sq = _prepare(base, n, d, dtype, cols, "base")
-    if all_pairs:
-        Q, q_sum, q_l1, q_sq = B, b_sum, b_l1, b_sq
+    idx_type, dist_type, squared = list_dtypes(metric, dtype, n, d)
+    if out is None:
+        out_idx = np.empty((m, k), dtype=idx_type)
+        out_dist = np.empty((m, k), dtype=dist_type)
     else:
-        Q, q_sum, q_l1, q_sq = _prepare(queries, m, d, dtype, cols, "queries")
-    b_key = np.sqrt(b_sq.astype(np.float64)) if metric == "l2" else b_l1
-    q_key = np.sqrt(q_sq.astype(np.float64)) if metric == "l2" else q_l1
+        out_idx, out_dist = out
+        if out_idx.shape != (m, k) or out_dist.shape != (m, k) or out_idx.dtype != idx_type \
+                or out_dist.dtype != dist_type:
+            raise NumbaconcError(f"out: expected two ({m}, {k}) arrays of {idx_type} and {dist_type}")
 
     # Visit order (never affects the result, only the speed): rows are grouped
     # by a coarse k-means in a small PCA space, and each query block meets the
-    # base blocks nearest to it first, so thresholds get tight early.
-    b_emb, q_emb = _embed(B, Q if not all_pairs else None, d)
+    # base blocks nearest to it first, so thresholds get tight early. The
+    # prepared copies are written in that order directly (one copy each).
+    cols = _column_order(base, n, d)
+    if not all_pairs:
+        _check_finite(queries, "queries")
+    b_emb, q_emb = _embed(base, None if all_pairs else queries, cols, d)
     b_order = _cluster_order(b_emb)
     q_order = b_order if all_pairs else _cluster_order(q_emb)
-    B = B[b_order]
-    b_key = np.ascontiguousarray(b_key[b_order])
-    b_sq = b_sq[b_order]
     b_emb = b_emb[b_order]
-    if all_pairs:
-        Q, q_key, q_sq, q_emb = B, b_key, b_sq, b_emb
-    else:
-        Q = Q[q_order]
-        q_key = np.ascontiguousarray(q_key[q_order])
-        q_sq = q_sq[q_order]
-        q_emb = q_emb[q_order]
+    q_emb = b_emb if all_pairs else q_emb[q_order]
     b_idx = np.ascontiguousarray(b_order.astype(np.int64))
     q_idx = np.ascontiguousarray(q_order.astype(np.int64))
+
+    def position(order):
+        pos = np.empty(len(order), dtype=np.int64)
+        pos[order] = np.arange(len(order), dtype=np.int64)
+        return pos
+
+    B, b_sum, b_l1, b_sq = _prepare(base, n, d, dtype, cols, position(b_order))
+    if all_pairs:
+        Q, q_sum, q_l1, q_sq = B, b_sum, b_l1, b_sq
+    else:
+        Q, q_sum, q_l1, q_sq = _prepare(queries, m, d, dtype, cols, position(q_order))
+    b_key = np.sqrt(b_sq.astype(np.float64)) if metric == "l2" else b_l1
+    q_key = np.sqrt(q_sq.astype(np.float64)) if metric == "l2" else q_l1
+
+    def store(qa, qb, topd, topi):
+        """One query block's lists into the outputs, in the original row order."""
+        rows = q_idx[qa:qb]
+        out_idx[rows] = topi
+        if metric == "l2" and not squared:
+            out_dist[rows] = np.sqrt(topd)
+        else:
+            out_dist[rows] = topd
 
     bytes_per_row = B.shape[1] * B.itemsize
     bb = int(block_rows) if block_rows else max(64, _BASE_BLOCK_BYTES // bytes_per_row)
@@ -438,11 +575,6 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
         q_extra = _linf_columns(Q, B, d, k)
         base_t = _transposed(B)
         kernel = _kernels.knn_block_linf_u8_sketch
-    if dtype == np.uint8:
-        topd = np.full((m, k), _kernels.BIG, dtype=np.int64)
-    else:
-        topd = np.full((m, k), np.inf)
-    topi = np.full((m, k), _kernels.BIG, dtype=np.int64)
     cand = np.empty((min(bq, m), min(bb, n)), dtype=np.int32)
     # partial distances fit int32 unless d is huge (l2 on uint8: d >= 33026)
     big = {"l1": 255, "l2": 255 * 255, "linf": 255}[metric] * d >= 2 ** 31
@@ -454,11 +586,15 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     with numba.parallel_chunksize(_PAR_CHUNK):
         if use_gemm:
             _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
-                     block_rows, progress, topd, topi)
+                     block_rows, progress, store)
         for qa in range(0 if not use_gemm else m, m, bq):
             qb = min(qa + bq, m)
-            td = topd[qa:qb]
-            ti = topi[qa:qb]
+            # the running top-k of this query block only (sorted by (distance, index))
+            if dtype == np.uint8:
+                td = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
+            else:
+                td = np.full((qb - qa, k), np.inf)
+            ti = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
             gap = np.square(base_mean - q_emb[qa:qb].mean(axis=0)).sum(axis=1)
             for step, blk in enumerate(np.argsort(gap, kind="stable")):
                 a, b = base_blocks[blk]
@@ -478,17 +614,10 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
                         else:
                             kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb],
                                    b_idx[ra:rb], b_key[ra:rb], exclude_self, td, ti, cand, part)
+            store(qa, qb, td, ti)
             if progress is not None:
                 progress(qb, m)
-
-    indices = np.empty((m, k), dtype=np.int64)
-    distances = np.empty((m, k))
-    indices[q_idx] = topi
-    distances[q_idx] = topd
-    if metric == "l2":
-        np.sqrt(distances, out=distances)
-    return KnnResult(indices=indices, distances=distances, metric=metric, k=k,
-                     include_self=bool(include_self))
+    return KnnResult(out_idx, out_dist, metric, k, bool(include_self), squared)
 
 
 # ------------------------------------------------------------------ cache
@@ -513,6 +642,9 @@ def subset_knn(full: KnnResult, rows, X_subset, k: int | None = None) -> KnnResu
     against the subset). ``k=None``: every row gets the length of the shortest
     filtered list (a valid prefix of the exact lists; for callers whose result
     does not depend on the list length, such as ``fit_balls``).
+    The lists keep ``full``'s compact types; ``full`` may be a memmap (read in
+    place, never copied whole) and the output goes to a scratch file when it
+    does not fit the budget share.
     """
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     m = len(rows)
@@ -523,73 +655,139 @@ def subset_knn(full: KnnResult, rows, X_subset, k: int | None = None) -> KnnResu
         raise NumbaconcError("subset_knn needs lists that include each point itself")
     position = np.full(n, -1, dtype=np.int64)
     position[rows] = np.arange(m, dtype=np.int64)
-    indices = np.ascontiguousarray(full.indices)
+    indices, stored = full.indices, full.stored
     count = np.empty(m, dtype=np.int64)
     if k is None:  # first count, so the output is allocated at its final width
         _kernels.count_in_subset(indices, rows, position, count)
     k_out = int(count.min()) if k is None else int(k)
     if not 1 <= k_out <= m:
         raise NumbaconcError(f"k={k_out} must be in [1, {m}]")
-    idx = np.empty((m, k_out), dtype=np.int64)
-    dist = np.empty((m, k_out), dtype=np.float64)
-    _kernels.filter_to_subset(indices, np.ascontiguousarray(full.distances), rows, position,
-                              idx, dist, count)
+    idx_type = np.int32 if m < 2**31 else np.int64
+    idx = scratch_array((m, k_out), idx_type, _LISTS_SHARE / 2)
+    dist = scratch_array((m, k_out), stored.dtype, _LISTS_SHARE / 2)
+    _kernels.filter_to_subset(indices, stored, rows, position, idx, dist, count)
     if k is not None:
         short = np.flatnonzero(count < k_out)
         if len(short):
             fixed = knn(X_subset, k_out, metric=full.metric,
                         queries=np.ascontiguousarray(X_subset[short]), include_self=True)
-            idx[short], dist[short] = fixed.indices, fixed.distances
-    return KnnResult(indices=idx, distances=dist, metric=full.metric, k=k_out, include_self=True)
+            idx[short], dist[short] = fixed.indices, fixed.stored
+    return KnnResult(idx, dist, full.metric, k_out, True, full.squared)
 
 
 def _unit(dtype) -> str:
     return "pixel levels" if np.dtype(dtype) == np.uint8 else "[0,1] units"
 
 
+_FORMAT = 2  # cache files: int32 indices, compact distances, array_digest
+# lists are held in memory only within this budget share; longer ones are read
+# through a memmap of the cache file (the balls' buffers and a holdout subset's
+# lists need shares of their own)
+_LISTS_SHARE = 0.25
+
+
+def _create_lists(f: h5py.File, name: str, shape, dtype):
+    """A contiguous, uncompressed dataset allocated at once (so it has a file
+    offset to memory-map before anything is written)."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple(tuple(int(s) for s in shape))
+    h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+    return f[name]
+
+
+def _map(path, ds: h5py.Dataset, mode: str):
+    offset = ds.id.get_offset()
+    if offset is None or ds.chunks is not None or ds.compression is not None:
+        return None
+    return np.memmap(path, dtype=ds.dtype, mode=mode, offset=offset, shape=ds.shape)
+
+
+def _write_attrs(f, result_like, indices, stored, attrs):
+    f.attrs.update(metric=result_like["metric"], k=result_like["k"],
+                   include_self=result_like["include_self"], squared=result_like["squared"],
+                   format=_FORMAT, array_digest=array_digest(indices, stored))
+    f.attrs.update({key: value for key, value in attrs.items() if value is not None})
+
+
 def save_knn(result: KnnResult, path, **attrs) -> Path:
-    """Write ``indices`` / ``distances`` and attributes to HDF5, atomically."""
+    """Write ``indices`` / ``distances`` (the stored, compact arrays: contiguous,
+    uncompressed, written in row blocks), their ``array_digest`` and attributes
+    to HDF5, atomically. ``squared`` says whether distances are squared l2."""
     path = Path(path)
+    meta = dict(metric=result.metric, k=result.k, include_self=result.include_self,
+                squared=result.squared)
+    n = result.indices.shape[0]
     with datasets.atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("indices", data=result.indices)
-            f.create_dataset("distances", data=result.distances)
-            f.attrs.update(metric=result.metric, k=result.k, include_self=result.include_self)
-            f.attrs.update({key: value for key, value in attrs.items() if value is not None})
+            di = _create_lists(f, "indices", result.indices.shape, result.indices.dtype)
+            dd = _create_lists(f, "distances", result.stored.shape, result.stored.dtype)
+            step = max(1, (16 << 20) // max(1, result.indices.shape[1] * 8))
+            for a in range(0, n, step):
+                di[a:a + step] = np.asarray(result.indices[a:a + step])
+                dd[a:a + step] = np.asarray(result.stored[a:a + step])
+            _write_attrs(f, meta, di, dd, attrs)
     return path
 
 
 def _cache_stem(dataset, split: str, metric: str, include_self: bool) -> str:
-    safe = re.sub(r"[^0-9A-Za-z]", "", str(dataset.content_digest))[:24] or "nochecksum"
+    """Keyed on the data's own bytes (``Dataset.content_digest``), not a stored label."""
+    safe = str(dataset.content_digest)[:24]
     return f"{safe}-{split}-{metric}-{'self' if include_self else 'noself'}"
 
 
-def _load_cached(path: Path, dataset, split, metric, include_self, k, n):
+def _load_cached(path: Path, dataset, split, metric, include_self, k, n, notice):
+    """The cached lists cut to k columns, or None (then recompute). Served only
+    if the attributes match (content digest, split, metric, include_self, k' >= k)
+    and the arrays' digest matches the one stored when they were written; a
+    damaged or unreadable file is reported through ``notice``. Lists that do
+    not fit the budget share stay read-only memmaps of the file."""
     try:
         with h5py.File(path, "r") as f:
             a = f.attrs
-            if (str(a.get("checksum")) != str(dataset.checksum) or str(a.get("split")) != split
-                    or str(a.get("metric")) != metric or bool(a.get("include_self")) != include_self
-                    or int(a.get("k", 0)) < k):
+            if (str(a.get("content_digest")) != str(dataset.content_digest)
+                    or str(a.get("split")) != split or str(a.get("metric")) != metric
+                    or bool(a.get("include_self")) != include_self or int(a.get("k", 0)) < k
+                    or int(a.get("format", 0)) != _FORMAT):
                 return None
-            indices = np.asarray(f["indices"][:, :k], dtype=np.int64)
-            distances = np.asarray(f["distances"][:, :k], dtype=np.float64)
-    except (OSError, KeyError, ValueError, TypeError):
-        return None  # unreadable or foreign file: recompute
-    if indices.shape != (n, k) or distances.shape != (n, k):
+            squared = bool(a.get("squared"))
+            expected = str(a.get("array_digest"))
+            indices = _map(path, f["indices"], "r")
+            stored = _map(path, f["distances"], "r")
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        notice(f"neighbour-list cache {path.name} is unreadable ({type(exc).__name__}): recomputing")
         return None
-    return KnnResult(indices=indices, distances=distances, metric=metric, k=k,
-                     include_self=include_self)
+    if indices is None or stored is None or indices.shape != stored.shape \
+            or indices.shape[0] != n:
+        notice(f"neighbour-list cache {path.name} has an unexpected layout: recomputing")
+        return None
+    if array_digest(indices, stored) != expected:
+        notice(f"neighbour-list cache {path.name} is damaged (its digest does not match): "
+               "recomputing")
+        return None
+    indices, stored = indices[:, :k], stored[:, :k]
+    if budget.fits(indices.nbytes + stored.nbytes, _LISTS_SHARE):
+        indices, stored = np.ascontiguousarray(indices), np.ascontiguousarray(stored)
+    return KnnResult(indices, stored, metric, k, include_self, squared)
+
+
+def _warn(message: str) -> None:
+    _log.warning(message)
 
 
 def cached_knn(dataset, k: int, *, metric: str, split: str = "train",
-               include_self: bool = True, progress=None) -> tuple[KnnResult, Path]:
+               include_self: bool = True, progress=None, notice=None) -> tuple[KnnResult, Path]:
     """All-pairs kNN of one split of ``dataset``, loaded from or saved to the cache.
 
-    Keyed by the dataset checksum, split, metric and include_self; a cached file
-    with k' >= k is sliced. Returns (result, path of the cache file).
+    Keyed by the dataset's content digest, split, metric and include_self; a
+    cached file with k' >= k is sliced. A damaged cache file is recomputed
+    and ``notice(message)`` (default: a logging warning) says so in one line.
+    Lists too large for the budget share are written straight into the cache
+    file and returned as read-only memmaps of it. Returns (result, cache path).
     """
     metric = canonical_metric(metric)
+    notice = notice or _warn
     part = dataset.split(split)
     include_self = bool(include_self)
     folder = datasets.cache_dir() / "knn"
@@ -602,10 +800,35 @@ def cached_knn(dataset, k: int, *, metric: str, split: str = "train",
             if tail.isdigit() and int(tail) >= k:
                 found.append((int(tail), path))
         for _, path in sorted(found):
-            result = _load_cached(path, dataset, split, metric, include_self, int(k), n)
+            result = _load_cached(path, dataset, split, metric, include_self, int(k), n, notice)
             if result is not None:
                 return result, path
-    result = knn(part.x, k, metric=metric, include_self=include_self, progress=progress)
-    path = folder / f"{stem}-k{result.k}.h5"
-    save_knn(result, path, checksum=str(dataset.checksum), split=split, unit=_unit(part.dtype))
+    attrs = dict(checksum=str(dataset.checksum), content_digest=str(dataset.content_digest),
+                 split=split, unit=_unit(part.dtype))
+    idx_type, dist_type, squared = list_dtypes(metric, part.dtype, n, part.n_features)
+    nbytes = n * int(k) * (idx_type.itemsize + dist_type.itemsize) \
+        if isinstance(k, (int, np.integer)) else 0
+    if budget.fits(nbytes, _LISTS_SHARE):
+        result = knn(part.x, k, metric=metric, include_self=include_self, progress=progress)
+        path = folder / f"{stem}-k{result.k}.h5"
+        save_knn(result, path, **attrs)
+        return result, path
+    # too large to hold: the search writes into the cache file's own arrays
+    k = int(k)
+    path = folder / f"{stem}-k{k}.h5"
+    meta = dict(metric=metric, k=k, include_self=include_self, squared=squared)
+    with datasets.atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _create_lists(f, "indices", (n, k), idx_type)
+            _create_lists(f, "distances", (n, k), dist_type)
+            out = (_map(tmp, f["indices"], "r+"), _map(tmp, f["distances"], "r+"))
+        knn(part.x, k, metric=metric, include_self=include_self, progress=progress, out=out)
+        for array in out:
+            array.flush()
+        with h5py.File(tmp, "r+") as f:
+            _write_attrs(f, meta, out[0], out[1], attrs)
+        del out
+    result = _load_cached(path, dataset, split, metric, include_self, k, n, notice)
+    if result is None:  # cannot happen unless the disk lies
+        raise NumbaconcError(f"{path}: the neighbour lists just written do not read back")
     return result, path

@@ -29,7 +29,7 @@ from . import __version__
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
 from .errors import NumbaconcError
-from .knn import KnnResult, cached_knn, subset_fetch_k, subset_knn
+from .knn import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, halfspace_region
 from .stats import clopper_pearson
 
@@ -180,8 +180,7 @@ class Concentration:
             if self.fit_rows is not None:
                 result = subset_knn(result, self.fit_rows, self.X_fit, k if exact_k else None)
             elif result.k > k and exact_k:  # rows are sorted: the first k are the k nearest
-                result = KnnResult(indices=result.indices[:, :k], distances=result.distances[:, :k],
-                                   metric=result.metric, k=k, include_self=True)
+                result = result.head(k)
             self._knn[key] = result
             self._tick(f"knn_{metric}", t0)
         return self._knn[key]
@@ -330,7 +329,7 @@ class Concentration:
         if key not in self._boxes:
             if density_k >= len(self.X_fit):
                 raise NumbaconcError(f"density k={density_k} needs more than {len(self.X_fit)} points")
-            scores = self.neighbours("l1", density_k).distances[:, density_k - 1]
+            scores = self.neighbours("l1", density_k).distance_column(density_k - 1)
             self._boxes[key] = BoxesModel(self.X_fit, scores, self.scale, shape=box,
                                           max_iter=max_iter)
         return self._boxes[key]

@@ -17,7 +17,8 @@ ALL = ("l1", "l2", "linf")
 def check_exact(base, k, metric, queries=None, include_self=True, **kw):
     res = knn(base, k, metric=metric, queries=queries, include_self=include_self, **kw)
     ref_idx, ref_dist = brute_knn(base, k, metric, queries=queries, include_self=include_self)
-    assert res.indices.dtype == np.int64 and res.distances.dtype == np.float64
+    # compact lists: int32 indices; distances read back as float64 storage units
+    assert res.indices.dtype == np.int32 and res.distances.dtype == np.float64
     np.testing.assert_array_equal(res.indices, ref_idx)
     np.testing.assert_array_equal(res.distances, ref_dist)
     return res

@@ -100,6 +100,19 @@ def prepare_lists(X, idx, dist, d2, lim, recompute, integer, rel_slack):
             lim[i] = d2[i, K - 1] * (1.0 - rel_slack)
 
 
+@jit_parallel
+def unsorted_rows(idx, d2):
+    """How many rows of (d2, idx) are not strictly increasing by (d2, index)."""
+    n, K = idx.shape
+    bad = 0
+    for i in prange(n):
+        for p in range(1, K):
+            if d2[i, p - 1] > d2[i, p] or (d2[i, p - 1] == d2[i, p] and idx[i, p - 1] >= idx[i, p]):
+                bad += 1
+                break
+    return bad
+
+
 @jit
 def list_sqdist(X, rows, idx, integer, out):
     """out[s, p] = exact d2 between X[rows[s]] and X[idx[s, p]] (spot checks)."""
