@@ -454,3 +454,51 @@ def describe(ds: Dataset) -> dict:
             labels=split.y is not None, memmapped=isinstance(split.x, np.memmap),
         )
     return info
+
+
+# ------------------------------------------------------- streamed writing
+
+
+def write_dataset_blocks(out, *, name, n_features: int, dtype, splits: dict, image_shape,
+                         source, checksum, extra_attrs=None) -> Path:
+    """Write the standard layout block by block, never holding a split whole.
+
+    ``splits``: ``{"train": (n_rows, blocks, labelled), "test": ...}``, written
+    in that order (train first); ``blocks`` yields ``(x_block, y_block)`` in
+    row order (``y_block`` None when not ``labelled``). ``x`` is contiguous and
+    uncompressed (memory-mapped on open), as ``write_dataset`` writes it.
+    ``checksum``: a string, or a callable called once every block is written
+    (for a digest of the data itself). Written to a temporary name, then renamed.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.float32):
+        raise NumbaconcError(f"{source}: dtype {dtype} not supported (uint8 or float32)")
+    scale = 1.0 / 255.0 if dtype == np.uint8 else 1.0
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split in ("train", "test"):
+                n_rows, blocks, labelled = splits[split]
+                group = f.create_group(split)
+                x = group.create_dataset("x", shape=(int(n_rows), int(n_features)), dtype=dtype)
+                y = group.create_dataset("y", shape=(int(n_rows),), dtype=np.int64) if labelled else None
+                start = 0
+                for x_block, y_block in blocks:
+                    stop = start + len(x_block)
+                    if stop > n_rows or x_block.shape[1:] != (n_features,) or x_block.dtype != dtype:
+                        raise NumbaconcError(f"{source}: {split} block of shape {x_block.shape} "
+                                             f"{x_block.dtype} at row {start} does not fit "
+                                             f"({n_rows}, {n_features}) {dtype}")
+                    x[start:stop] = x_block
+                    if y is not None:
+                        y[start:stop] = y_block
+                    start = stop
+                if start != n_rows:
+                    raise NumbaconcError(f"{source}: {split} got {start} rows, expected {n_rows}")
+            f.attrs.update(
+                name=name, image_shape=np.asarray(image_shape, dtype=np.int64), scale=scale,
+                checksum=checksum() if callable(checksum) else checksum, source=str(source),
+                format_version=FORMAT_VERSION,
+            )
+            f.attrs.update(extra_attrs or {})
+    return out
