@@ -335,3 +335,29 @@ def test_augment_under_a_cap_below_its_output(tmp_path):
     with open_dataset(tmp_path / "big.h5") as a, open_dataset(tmp_path / "ref.h5") as b:
         assert a.train.n_samples == n and a.test.n_samples == 20
         assert array_digest(a.train.x, a.test.x, a.train.y) == array_digest(b.train.x, b.test.x, b.train.y)
+
+
+def test_gaussian_written_in_blocks_is_the_one_draw_sample(tmp_path, monkeypatch):
+    import numbaconc.synth as synth
+
+    def one_draw(n_train, n_test, d, seed):  # the generator before it wrote in blocks
+        rng = np.random.default_rng(seed)
+        q, r = np.linalg.qr(rng.standard_normal((d, d)))
+        basis = q * np.sign(np.diag(r))
+        scale = np.sqrt(synth.parse_spectrum("spike:4", d))
+        return [((rng.standard_normal((n, d)) * scale) @ basis.T).astype(np.float32)
+                for n in (n_train, n_test)]
+
+    train, test = one_draw(3000, 700, 6, 5)
+    whole = synth.make_gaussian(tmp_path / "a.h5", n_train=3000, n_test=700, d=6, spectrum="spike:4",
+                                random_state=5)
+    monkeypatch.setattr(synth, "SAMPLE_BLOCK_VALUES", 6 * 250)  # 12 + 3 blocks
+    blocked = synth.make_gaussian(tmp_path / "b.h5", n_train=3000, n_test=700, d=6, spectrum="spike:4",
+                                  random_state=5)
+    with open_dataset(whole) as a, open_dataset(blocked) as b:
+        assert isinstance(b.train.x, np.memmap)
+        np.testing.assert_array_equal(a.train.array(), train)  # one block: bit for bit as before
+        np.testing.assert_array_equal(a.test.array(), test)
+        np.testing.assert_allclose(b.train.array(), train, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(b.test.array(), test, rtol=1e-6, atol=1e-6)
+        assert len(a.checksum) == 64 and a.train.y is None
