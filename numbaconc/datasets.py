@@ -530,8 +530,6 @@ class RowView:
     reads each row once per pass.
     """
 
-    __array_priority__ = 0
-
     def __init__(self, matrix, rows=None):
         if isinstance(matrix, RowView):
             rows = matrix._resolve(rows)
