@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import math
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from numbaconc import datasets
 from numbaconc.errors import NumbaconcError
+from numbaconc.outputs import OutputExists, check_output_file, check_output_folder
 
 console = Console()
 if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
@@ -33,6 +36,34 @@ def handles_errors(func):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+FORCE_HELP = "Overwrite output files that already exist (without it, an existing one is an error)."
+
+
+def check_outputs(*, files=(), folders=(), force: bool = False, cache: bool = False):
+    """Every place a command writes, checked before it computes anything.
+
+    ``files``: (flag, path) pairs (path None = not asked for); an existing
+    file is refused unless ``force``. ``folders``: run folders (paths),
+    resumed when they exist. ``cache``: the command uses the cache folder.
+    """
+    seen = {}
+    for flag, path in files:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise NumbaconcError(f"{seen[key]} and {flag} name the same file {path}")
+        seen[key] = flag
+        try:
+            check_output_file(path, overwrite=force)
+        except OutputExists:
+            raise NumbaconcError(f"{path}: already exists (pass --force to overwrite it)") from None
+    for path in folders:
+        check_output_folder(path)
+    if cache:
+        datasets.cache_dir()
 
 
 @contextmanager
@@ -73,6 +104,8 @@ def parse_floats(text: str, what: str) -> list[float]:
                 values.append(float(part))
         except (ValueError, ZeroDivisionError):
             raise NumbaconcError(f"{what}: cannot read {part!r} as a number") from None
+        if not math.isfinite(values[-1]):
+            raise NumbaconcError(f"{what}: {part!r} is not a finite number")
     if not values:
         raise NumbaconcError(f"{what}: no values given")
     return values

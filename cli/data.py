@@ -11,7 +11,7 @@ from rich.table import Table
 
 from numbaconc import datasets
 
-from .common import console, handles_errors
+from .common import FORCE_HELP, check_outputs, console, handles_errors
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -32,8 +32,10 @@ def import_(
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write.")],
     test_fraction: Annotated[float, typer.Option(help="npy only: fraction held out as the test split.")] = 0.2,
     seed: Annotated[int, typer.Option(help="npy only: seed of the split.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
 ):
     """Import a dataset into numbaconc's HDF5 layout (contiguous, memory-mappable)."""
+    check_outputs(files=[("--out", out)], force=force)
     path = datasets.import_dataset(kind.value, src, out, test_fraction=test_fraction, seed=seed)
     with datasets.open_dataset(path) as ds:
         _print_info(datasets.describe(ds))
@@ -60,6 +62,7 @@ def synth(
     d: Annotated[int, typer.Option("--d", min=1, help="Dimension.")] = 20,
     spectrum: Annotated[str, typer.Option(help="isotropic | power:P | spike:S | comma list of variances.")] = "isotropic",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
 ):
     """Write a Gaussian sample N(0, Sigma) whose concentration is known in closed form,
     or (augment SOURCE) seeded deformations of a dataset's images, written block by block."""
@@ -67,18 +70,20 @@ def synth(
     from numbaconc.synth import make_gaussian
 
     if kind == "augment":
-        return synth_augment(source, out, n, n_test, seed)
+        return synth_augment(source, out, n, n_test, seed, force)
     if kind != "gaussian":
         raise NumbaconcError(f"unknown synthetic distribution {kind!r} (gaussian or augment)")
     if source is not None:
         raise NumbaconcError(f"gaussian takes no SOURCE (got {source!r})")
     n_test = 10000 if n_test is None else n_test
+    check_outputs(files=[("--out", out)], force=force)
     path = make_gaussian(out, n_train=n, n_test=n_test, d=d, spectrum=spectrum, random_state=seed)
     with datasets.open_dataset(path) as ds:
         _print_info(datasets.describe(ds))
 
 
-def synth_augment(source: Optional[str], out: Path, n: int, n_test: Optional[int], seed: int):
+def synth_augment(source: Optional[str], out: Path, n: int, n_test: Optional[int], seed: int,
+                  force: bool = False):
     """``data synth augment SOURCE``: an infiMNIST-style generator (numbaconc.augment)."""
     from numbaconc.augment import make_augmented
     from numbaconc.errors import NumbaconcError
@@ -87,6 +92,7 @@ def synth_augment(source: Optional[str], out: Path, n: int, n_test: Optional[int
 
     if source is None:
         raise NumbaconcError("augment needs a SOURCE: mnist, or an imported .h5 file")
+    check_outputs(files=[("--out", out)], force=force, cache=True)
     with progress_callback("augment") as progress:
         path = make_augmented(source, out, n=n, n_test=n_test, seed=seed, progress=progress)
     with datasets.open_dataset(path) as ds:

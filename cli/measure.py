@@ -14,7 +14,8 @@ from numbaconc.measure import measure as run_measure
 from numbaconc.regions import Region
 from numbaconc.reproduce import write_json
 
-from .common import console, handles_errors, parse_floats, pct, progress_callback
+from .common import (FORCE_HELP, check_outputs, console, handles_errors, parse_floats, pct,
+                     progress_callback)
 
 
 class Method(str, Enum):
@@ -68,6 +69,7 @@ def measure(
     val_fraction: Annotated[float, typer.Option(help="holdout: fraction of train held out for selection.")] = 0.2,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
     region_out: Annotated[Optional[Path], typer.Option("--region", help="Save the region (HDF5) for `evaluate`.")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
 ):
     """Estimate the concentration of DATA at (alpha, epsilon) with one region family."""
     eps = parse_floats(epsilon, "--epsilon")
@@ -82,19 +84,18 @@ def measure(
         options.pop("q"), options.pop("box"), options.pop("t_grid"), options.pop("domain")
         if clusters is None:
             options["clusters"] = 20
+    check_outputs(files=[("--json", json_out), ("--region", region_out)], force=force, cache=True)
     with datasets.open_dataset(data) as ds, progress_callback("measure") as progress:
         result = run_measure(ds, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
                              protocol=protocol.value, val_fraction=val_fraction, seed=seed,
                              progress=progress, **options)
     region = result.pop("_region")
+    print_result(result)  # first: a write failure below (disk full) still shows the figures
     if region_out is not None:
         region.save(region_out)
-    if json_out is not None:
-        write_json(json_out, result)
-    print_result(result)
-    if region_out is not None:
         console.print(f"region: {region_out}")
     if json_out is not None:
+        write_json(json_out, result)
         console.print(f"json: {json_out}")
 
 
@@ -133,15 +134,15 @@ def evaluate(
     data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
     split: Annotated[str, typer.Option(help="train, test or all.")] = "all",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
 ):
     """Apply a saved region to a dataset: risk and adversarial risk per split."""
     from numbaconc.evaluate import evaluate_region
 
+    check_outputs(files=[("--json", json_out)], force=force)
     region = Region.load(region_file)
     with datasets.open_dataset(data) as ds:
         result = evaluate_region(region, ds, split)
-    if json_out is not None:
-        write_json(json_out, result)
     table = Table(title=f"{region.kind} region (eps={result['epsilon']:g}, {result['expansion']}) on {ds.name}")
     for col in ("split", "n", "risk", "adv risk", "adv risk 95 % CI"):
         table.add_column(col)
@@ -149,3 +150,6 @@ def evaluate(
         table.add_row(name, str(fig["n"]), pct(fig["risk"]), pct(fig["adv_risk"]),
                       f"[{100 * fig['adv_risk_ci'][0]:.2f}, {100 * fig['adv_risk_ci'][1]:.2f}] %")
     console.print(table)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"json: {json_out}")

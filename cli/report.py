@@ -18,9 +18,10 @@ from numbaconc.measure import FAMILIES, METHODS, versions
 from numbaconc.plots import plot_centers, plot_curve, plot_examples
 from numbaconc.regions import Region
 from numbaconc.report import write_report
-from numbaconc.reproduce import DATASETS, Runner, curve_rows, locate, plan, write_json
+from numbaconc.reproduce import (DATASETS, ResultsUnreadable, Runner, curve_rows, locate, plan,
+                                 write_json)
 
-from .common import console, err_console, handles_errors, parse_floats, progress_callback
+from .common import check_outputs, console, err_console, handles_errors, parse_floats, progress_callback
 
 
 class Which(str, Enum):
@@ -56,9 +57,10 @@ def reproduce(
     """Run the paper's tables (both protocols, every family) and write a report."""
     if report_only and force:
         raise NumbaconcError("--report-only and --force exclude each other")
+    check_outputs(folders=[out], cache=True)
     started = time.perf_counter()
     names = DATASETS if which == Which.all else (which.value,)
-    runner = Runner(out, force=force, seed=seed, log=_log)
+    runner = _runner(out, force=force, seed=seed)
     notes, pictures = {}, {}
     for name in names:
         ds, data_ref, reason = locate(name, data_dir)
@@ -69,6 +71,7 @@ def reproduce(
             runner.progress = progress
             if not report_only:
                 runner.run_all(plan(name, quick=quick), ds, data_ref)
+            runner.verify_rows(name, ds)  # saved rows join the report only if they match ds
             if data_ref != "mnist":
                 src = datasets.describe(ds)
                 notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "
@@ -79,7 +82,7 @@ def reproduce(
                 pictures[name] = _pictures(runner, name, ds, out)
             except NumbaconcError as exc:  # e.g. matplotlib not installed: the tables still stand
                 _log(f"[yellow]no pictures[/yellow]: {exc}")
-    done = list(runner.rows.values())
+    done = runner.report_rows()
     if not done:
         raise NumbaconcError("no dataset could be run (see the messages above)")
     info = dict(versions(), cores=os.cpu_count())
@@ -89,10 +92,17 @@ def reproduce(
     console.print(f"report: {report}\nresults: {runner.results_path}")
 
 
+def _runner(out: Path, *, force: bool, seed: int) -> Runner:
+    try:
+        return Runner(out, force=force, seed=seed, log=_log)
+    except ResultsUnreadable as exc:
+        raise NumbaconcError(f"{exc}; move it away, or pass --force to recompute every row") from None
+
+
 def _pictures(runner: Runner, name: str, ds, out: Path) -> list:
     """Curves per metric, region centres, and example points (MNIST-like data)."""
     pics = []
-    rows = [r for r in runner.rows.values() if r["spec"]["dataset"] == name and "error" not in r
+    rows = [r for r in runner.report_rows() if r["spec"]["dataset"] == name and "error" not in r
             and r["spec"]["group"] == "table"]
     for metric in ("linf", "l2"):
         part = [r for r in rows if r["spec"]["metric"] == metric and r["spec"]["family"] != "pca"]
@@ -158,17 +168,14 @@ def curve(
                        else tuple(int(t) for t in parse_floats(t_grid, "--t-grid")))
     else:
         options = dict(clusters=clusters or 20, delta=delta)
-    runner = Runner(out, force=force, seed=seed, log=_log)
+    check_outputs(folders=[out], cache=True)
+    runner = _runner(out, force=force, seed=seed)
     with datasets.open_dataset(data) as ds, progress_callback("curve") as progress:
         runner.progress = progress
         specs = curve_rows(data, metric=metric, alpha=alpha, epsilons=eps, eps_texts=texts,
                            methods=methods, protocol=protocol, options=options)
         rows = runner.run_all(specs, ds, data)
     good = [r for r in rows if "error" not in r]
-    write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
-    if good:
-        plot_curve(good, out / "curve.png", alpha=alpha,
-                   title=f"{Path(data).stem}, {metric}, alpha={alpha:g}")
     from rich.table import Table
 
     from .common import pct
@@ -184,5 +191,9 @@ def curve(
         t = row["test"]
         table.add_row(row["spec"]["epsilon_text"], family, pct(t["risk"]), pct(t["adv_risk"], t.get("adv_risk_std")),
                       f"[{100 * t['adv_risk_ci'][0]:.2f}, {100 * t['adv_risk_ci'][1]:.2f}] %", pct(row["train"]["adv_risk"]))
-    console.print(table)
+    console.print(table)  # first: a write failure below (disk full) still shows the figures
+    write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
+    if good:
+        plot_curve(good, out / "curve.png", alpha=alpha,
+                   title=f"{Path(data).stem}, {metric}, alpha={alpha:g}")
     console.print(f"json: {out / 'curve.json'}" + (f"\nplot: {out / 'curve.png'}" if good else ""))

@@ -121,9 +121,10 @@ def search_q(model: BoxesModel, X_select, *, n_clusters: int, alpha: float, epsi
 
 def tune_boxes(model: BoxesModel, X_select, *, alpha: float, epsilon: float, seed: int,
                t_grid=DEFAULT_T_GRID, q_tol: float = Q_TOLERANCE, domain=None,
-               progress=None) -> dict:
+               progress=None, target_text: str | None = None) -> dict:
     """For every T in the grid, search q; pick the (T, q) with the lowest
-    selection-set adversarial risk."""
+    selection-set adversarial risk. ``target_text``: the target in words for
+    the failure message (the caller knows the user's alpha behind it)."""
     table = []
     for i, n_clusters in enumerate(t_grid):
         if n_clusters > len(model.X):
@@ -134,6 +135,7 @@ def tune_boxes(model: BoxesModel, X_select, *, alpha: float, epsilon: float, see
             progress(i + 1, len(t_grid))
     feasible = [row for row in table if row["q"] is not None]
     if not feasible:
-        raise NumbaconcError(f"no (T, q) reached risk >= alpha={alpha:g} on the selection set")
+        target_text = target_text or f"risk >= {alpha:g} on the selection set"
+        raise NumbaconcError(f"no (T, q) with T in {tuple(t_grid)} reached {target_text}")
     best = min(feasible, key=lambda row: (row["adv_risk"], row["n_clusters"]))
     return dict(n_clusters=best["n_clusters"], q=best["q"], table=table)

@@ -19,9 +19,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import logging
+import math
 import os
 import struct
 import tempfile
+import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,8 +36,11 @@ import h5py
 import numpy as np
 
 from .errors import NumbaconcError
+from .outputs import check_output_folder, make_folder, os_reason
 
 FORMAT_VERSION = 1
+CACHE_ENV = "NUMBACONC_CACHE"
+DIGEST_VERSION = 1          # layout of the remembered content digests (cache_dir()/digests)
 BUNDLED = ("mnist",)
 KINDS = ("mnist", "fashion-mnist", "cifar10", "npz", "npy")
 _IDX_FILES = {
@@ -50,16 +58,24 @@ def cache_dir() -> Path:
     """Where imported bundled data and neighbour caches live.
 
     ``$NUMBACONC_CACHE`` if set, else ``$XDG_CACHE_HOME/numbaconc``, else
-    ``~/.cache/numbaconc``.
+    ``~/.cache/numbaconc``. Checked once per process (a folder, writable)
+    with a one-line error naming it, so commands call it before computing.
     """
-    env = os.environ.get("NUMBACONC_CACHE")
+    env = os.environ.get(CACHE_ENV)
     if env:
-        path = Path(env)
+        path, what = Path(env), f"cache folder {env} (${CACHE_ENV})"
     else:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         path = Path(base) / "numbaconc"
-    path.mkdir(parents=True, exist_ok=True)
+        what = f"cache folder {path}"
+    if path not in _CHECKED_CACHES:
+        check_output_folder(path, what=what)
+        make_folder(path, what=what)
+        _CHECKED_CACHES.add(path)
     return path
+
+
+_CHECKED_CACHES: set = set()
 
 
 def bundled_source(name: str) -> Path:
@@ -76,21 +92,29 @@ def atomic_path(out: Path | str):
     """Yield a temporary path beside ``out``; rename it to ``out`` on success.
 
     On any error the temporary file is removed, so a failed or interrupted
-    write never leaves a half-written output under the final name.
+    write never leaves a half-written output under the final name. An OS
+    error (disk full, read-only, a folder in the way) becomes one line
+    naming ``out``.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise NumbaconcError(f"{out}: cannot write ({os_reason(exc)})") from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise NumbaconcError(f"{out}: could not write ({os_reason(exc)}); nothing was written "
+                                 "under that name") from None
         raise
 
 
@@ -114,33 +138,62 @@ def file_sha256(paths) -> str:
 
 
 def read_idx(path: Path | str, expect_magic: int) -> np.ndarray:
-    """Read one gzip IDX file (uint8 payload), checking header and size."""
+    """Read one gzip IDX file (uint8 payload), checking header and size.
+
+    Dimensions are unsigned 32-bit (the IDX format); the payload is read in
+    blocks up to the size the header claims plus one byte, so a header that
+    claims more than the file holds is reported as truncated without ever
+    allocating the claimed size.
+    """
     path = Path(path)
     if not path.is_file():
         raise NumbaconcError(f"{path}: file not found")
     try:
         with gzip.open(path, "rb") as handle:
-            raw = handle.read()
-    except (OSError, EOFError) as exc:
-        raise NumbaconcError(f"{path}: not a readable gzip file ({exc})") from None
-    if len(raw) < 8:
-        raise NumbaconcError(f"{path}: truncated IDX header")
-    magic = struct.unpack(">i", raw[:4])[0]
-    if magic != expect_magic:
-        raise NumbaconcError(f"{path}: wrong IDX magic number {magic} (expected {expect_magic})")
-    ndim = magic & 0xFF
-    if magic >> 8 != 0x08:
-        raise NumbaconcError(f"{path}: IDX payload is not unsigned bytes")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise NumbaconcError(f"{path}: truncated IDX header")
-    dims = struct.unpack(">" + "i" * ndim, raw[4:header])
-    size = int(np.prod(dims))
-    if len(raw) - header < size:
-        raise NumbaconcError(f"{path}: truncated: {len(raw) - header} payload bytes, expected {size}")
-    if len(raw) - header > size:
-        raise NumbaconcError(f"{path}: {len(raw) - header - size} unexpected trailing bytes")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+            head = handle.read(4)
+            if len(head) < 4:
+                raise NumbaconcError(f"{path}: truncated IDX header")
+            magic = struct.unpack(">I", head)[0]
+            if magic != expect_magic:
+                raise NumbaconcError(f"{path}: wrong IDX magic number {magic} (expected {expect_magic})")
+            ndim = magic & 0xFF
+            raw_dims = handle.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise NumbaconcError(f"{path}: truncated IDX header")
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
+            size = 1
+            for dim in dims:
+                size *= int(dim)  # Python ints: no overflow for 0xFFFFFFFF x 65535 x 65535
+            payload = _read_at_most(handle, size + 1)
+            extra = len(payload) - size
+            if extra > 0:
+                payload = None
+                while chunk := handle.read(1 << 24):  # count the rest without keeping it
+                    extra += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise NumbaconcError(f"{path}: not a readable gzip file ({os_reason(exc)})") from None
+    shape = " x ".join(map(str, dims))
+    if size == 0:  # also keeps numpy from refusing an empty array of huge images
+        raise NumbaconcError(f"{path}: the header claims {shape}: no data")
+    if extra > 0:
+        raise NumbaconcError(f"{path}: {extra} unexpected trailing bytes after the {shape} payload")
+    if len(payload) < size:
+        raise NumbaconcError(f"{path}: truncated: the header claims {shape} = {size} payload bytes, "
+                             f"the file holds {len(payload)}")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
+
+
+def _read_at_most(handle, limit) -> bytes:
+    """Read up to ``limit`` bytes in blocks: memory follows the data, not a claim."""
+    parts, total = [], 0
+    while total < limit:
+        want = min(1 << 24, limit - total)
+        chunk = handle.read(want)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
 
 
 def _load_idx_folder(src: Path) -> dict:
@@ -165,11 +218,14 @@ def _check_images(x: np.ndarray, where: str, bounded: bool = True) -> np.ndarray
     """Flatten to (n, d); accept uint8, or float (in [0, 1] when ``bounded``) as float32."""
     if x.ndim < 2:
         raise NumbaconcError(f"{where}: expected images (n, ...) but got shape {x.shape}")
+    n_features = int(np.prod(x.shape[1:], dtype=np.int64))  # not -1: n may be 0
+    if n_features == 0:
+        raise NumbaconcError(f"{where}: images of shape {x.shape[1:]} have no pixels")
     if x.dtype == np.uint8:
-        return x.reshape(len(x), -1)
-    if not np.issubdtype(x.dtype, np.floating):
+        return x.reshape(len(x), n_features)
+    if not np.issubdtype(x.dtype, np.floating) or x.dtype.itemsize > 8:
         raise NumbaconcError(f"{where}: dtype {x.dtype} not supported (uint8 or float in [0, 1])")
-    flat = x.reshape(len(x), -1)
+    flat = x.reshape(len(x), n_features)
     if not np.all(np.isfinite(flat)):
         raise NumbaconcError(f"{where}: contains NaN or inf")
     lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
@@ -207,11 +263,18 @@ def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
         raise NumbaconcError(f"{source}: train is {train_x.dtype} but test is {test_x.dtype}")
     if len(train_x) == 0:
         raise NumbaconcError(f"{source}: the training set is empty")
+    if len(test_x) == 0:
+        raise NumbaconcError(f"{source}: the test set is empty")
     train_y = _check_labels(train_y, len(train_x), f"{source}: train y")
     test_y = _check_labels(test_y, len(test_x), f"{source}: test y")
     if image_shape is None:
         image_shape = (train_x.shape[1],)
     scale = 1.0 / 255.0 if train_x.dtype == np.uint8 else 1.0
+    from .integrity import array_digest
+
+    # what Dataset.content_digest will compute from the file: a copy in the
+    # cache is checked against it before it is used (cached_import)
+    digest = array_digest(train_x, test_x, *(y for y in (train_y, test_y) if y is not None))
     out = Path(out)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -223,6 +286,7 @@ def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
             f.attrs.update(
                 name=name, image_shape=np.asarray(image_shape, dtype=np.int64), scale=scale,
                 checksum=checksum, source=str(source), format_version=FORMAT_VERSION,
+                content_digest=digest,
             )
             f.attrs.update(extra_attrs or {})
     return out
@@ -245,6 +309,7 @@ def import_dataset(kind: str, src, out, *, test_fraction: float = 0.2, seed: int
     if kind in ("cifar10", "npz"):
         arrays = _load_npz(src, require_labels=(kind == "cifar10"))
         shape = tuple(int(s) for s in arrays["x_train"].shape[1:])
+        _check_kind_shape(kind, src, shape)
         if len(shape) == 1:
             shape = (shape[0],)
         return write_dataset(out, name=name or (kind if kind == "cifar10" else src.stem),
@@ -254,10 +319,7 @@ def import_dataset(kind: str, src, out, *, test_fraction: float = 0.2, seed: int
     # npy: one unlabeled array, split by a seeded fraction
     if not 0.0 < test_fraction < 1.0:
         raise NumbaconcError(f"test fraction must be in (0, 1), got {test_fraction}")
-    try:
-        x = np.load(src, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise NumbaconcError(f"{src}: not a readable .npy file ({exc})") from None
+    x = _load_npy(src)
     if x.ndim < 2 or len(x) < 2:
         raise NumbaconcError(f"{src}: expected an array of at least 2 rows (n, ...), got {x.shape}")
     order = np.random.default_rng(seed).permutation(len(x))
@@ -270,16 +332,85 @@ def import_dataset(kind: str, src, out, *, test_fraction: float = 0.2, seed: int
 
 def _load_npz(src: Path, require_labels: bool) -> dict:
     try:
-        npz = np.load(src, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise NumbaconcError(f"{src}: not a readable .npz file ({exc})") from None
-    with npz:
-        keys = set(npz.files)
+        archive = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise NumbaconcError(f"{src}: not a readable .npz file ({os_reason(exc)})") from None
+    with archive:
+        members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
         need = {"x_train", "x_test"} | ({"y_train", "y_test"} if require_labels else set())
-        missing = sorted(need - keys)
+        missing = sorted(need - set(members))
         if missing:
             raise NumbaconcError(f"{src}: missing array(s) {', '.join(missing)}")
-        return {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
+        keys = [k for k in ("x_train", "y_train", "x_test", "y_test") if k in members]
+        arrays = {}
+        for key in keys:
+            where = f"{src}: {key}"
+            info = archive.getinfo(members[key])
+            try:
+                with archive.open(info) as handle:
+                    _check_npy_header(handle, info.file_size, where)
+                    handle.seek(0)
+                    arrays[key] = np.lib.format.read_array(handle, allow_pickle=False)
+            except NumbaconcError:
+                raise
+            except Exception as exc:  # zip, lzma, zlib and numpy each have their own errors
+                raise NumbaconcError(f"{where}: not readable ({os_reason(exc)})") from None
+    return arrays
+
+
+def _check_npy_header(handle, stored_bytes: int, where: str):
+    """Read an .npy header and check its claim against the stored size before
+    anything is allocated: a header claiming 10^12 x 28 x 28 is one line."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(handle)
+    except Exception as exc:  # a damaged header: ValueError, SyntaxError, EOFError, ...
+        raise NumbaconcError(f"{where}: not a readable .npy array ({os_reason(exc)})") from None
+    if dtype.hasobject:
+        raise NumbaconcError(f"{where}: holds Python objects (dtype {dtype}); numbers only")
+    claimed = dtype.itemsize
+    for dim in shape:
+        claimed *= int(dim)
+    held = stored_bytes - handle.tell()
+    if claimed != held:
+        raise NumbaconcError(f"{where}: the header claims shape {tuple(shape)} of {dtype} = {claimed} "
+                             f"bytes, the file holds {held}")
+    if claimed > _physical_memory():
+        raise NumbaconcError(f"{where}: shape {tuple(shape)} of {dtype} needs {claimed / 2**30:.1f} GiB, "
+                             "more than this machine's memory")
+    return tuple(shape), dtype
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # pragma: no cover - not POSIX
+        return 1 << 62
+
+
+def _load_npy(src: Path) -> np.ndarray:
+    try:
+        with open(src, "rb") as handle:
+            _check_npy_header(handle, os.fstat(handle.fileno()).st_size, str(src))
+            handle.seek(0)
+            return np.lib.format.read_array(handle, allow_pickle=False)
+    except NumbaconcError:
+        raise
+    except Exception as exc:
+        raise NumbaconcError(f"{src}: not a readable .npy file ({os_reason(exc)})") from None
+
+
+#: what a named kind implies about each image (features), beyond its file format
+KIND_SHAPES = {"cifar10": ((32, 32, 3), (3, 32, 32), (3072,))}
+
+
+def _check_kind_shape(kind: str, src: Path, shape: tuple) -> None:
+    allowed = KIND_SHAPES.get(kind)
+    if allowed and tuple(shape) not in allowed:
+        raise NumbaconcError(f"{src}: {kind} images are 32 x 32 x 3, this file holds images of shape "
+                             f"{' x '.join(map(str, shape))} (import it as npz)")
 
 
 # --------------------------------------------------------------------- open
@@ -344,14 +475,25 @@ class Dataset:
     @property
     def content_digest(self) -> str:
         """SHA-256 of the data itself (x and y of both splits): what caches
-        are keyed on, so a file edited in place never serves old results."""
-        if self._digest is None:
-            from .integrity import array_digest
+        are keyed on, so a file edited in place never serves old results.
 
-            parts = [self.train.x, self.test.x]
-            parts += [s.y for s in (self.train, self.test) if s.y is not None]
-            self._digest = array_digest(*parts)
+        Hashing reads the whole file once; the digest is remembered in the
+        cache folder together with the file's identity (resolved path,
+        size, mtime_ns, ctime_ns, inode, device) and reused by later
+        processes while all of these are unchanged. Any write to the file
+        changes its mtime and ctime (ctime cannot be set back by ``touch``),
+        so an edited file is hashed again.
+        """
+        if self._digest is None:
+            self._digest = remembered_digest(self.path, self._hash_content)
         return self._digest
+
+    def _hash_content(self) -> str:
+        from .integrity import array_digest
+
+        parts = [self.train.x, self.test.x]
+        parts += [s.y for s in (self.train, self.test) if s.y is not None]
+        return array_digest(*parts)
 
     def split(self, name: str) -> Split:
         if name not in ("train", "test"):
@@ -387,10 +529,23 @@ def take_rows(x, index) -> np.ndarray:
     return out
 
 
+def _read_labels(f: h5py.File, split: str, n: int, path: Path):
+    if f"{split}/y" not in f:
+        return None
+    node = f[f"{split}/y"]
+    if not isinstance(node, h5py.Dataset) or node.ndim != 1 or node.shape[0] != n:
+        raise NumbaconcError(f"{path}: /{split}/y must be {n} labels, one per row of /{split}/x")
+    if not np.issubdtype(node.dtype, np.integer):
+        raise NumbaconcError(f"{path}: /{split}/y has dtype {node.dtype} (integer labels)")
+    return np.asarray(node[...])
+
+
 def _memmap_or_dataset(path: Path, ds: h5py.Dataset):
     offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
     if offset is None or ds.dtype.byteorder not in ("=", "|", "<"):
         return ds
+    if offset + ds.dtype.itemsize * int(np.prod(ds.shape, dtype=np.int64)) > path.stat().st_size:
+        raise NumbaconcError(f"{path}: truncated: /{ds.name.strip('/')} ends beyond the end of the file")
     return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
 
 
@@ -411,27 +566,74 @@ def open_dataset(spec) -> Dataset:
             if f"{split}/x" not in f:
                 raise NumbaconcError(f"{path}: missing HDF5 dataset /{split}/x")
             ds = f[f"{split}/x"]
-            if ds.ndim != 2:
-                raise NumbaconcError(f"{path}: /{split}/x must be 2-D (n, d), got shape {ds.shape}")
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+                raise NumbaconcError(f"{path}: /{split}/x must be a 2-D (n, d) dataset, got "
+                                     f"{getattr(ds, 'shape', 'a group')}")
             if ds.dtype not in (np.uint8, np.float32):
                 raise NumbaconcError(f"{path}: /{split}/x has dtype {ds.dtype} (uint8 or float32)")
-            y = np.asarray(f[f"{split}/y"][...]) if f"{split}/y" in f else None
+            y = _read_labels(f, split, ds.shape[0], path)
             splits[split] = Split(split, _memmap_or_dataset(path, ds), y)
         if splits["train"].n_features != splits["test"].n_features:
             raise NumbaconcError(f"{path}: train and test differ in number of features")
-        attrs = f.attrs
-        dtype = splits["train"].dtype
-        default_scale = 1.0 / 255.0 if dtype == np.uint8 else 1.0
-        shape = tuple(int(s) for s in attrs.get("image_shape", (splits["train"].n_features,)))
+        shape, scale = _shape_and_scale(f.attrs, splits["train"], path)
         return Dataset(
-            path=path, name=str(attrs.get("name", path.stem)), image_shape=shape,
-            scale=float(attrs.get("scale", default_scale)),
-            checksum=str(attrs.get("checksum", "")) or _content_checksum(splits),
+            path=path, name=str(f.attrs.get("name", path.stem)), image_shape=shape, scale=scale,
+            checksum=str(f.attrs.get("checksum", "")) or _content_checksum(splits),
             train=splits["train"], test=splits["test"], _file=f,
         )
     except BaseException:
         f.close()
         raise
+
+
+def _shape_and_scale(attrs, train: Split, path: Path):
+    """The image_shape and scale attributes, checked (a file made elsewhere may hold anything)."""
+    default_scale = 1.0 / 255.0 if train.dtype == np.uint8 else 1.0
+    try:
+        shape = tuple(int(s) for s in np.atleast_1d(attrs.get("image_shape", (train.n_features,))))
+        scale = float(attrs.get("scale", default_scale))
+    except (TypeError, ValueError):
+        raise NumbaconcError(f"{path}: attributes image_shape / scale are not numbers") from None
+    if int(np.prod(shape, dtype=object)) != train.n_features or min(shape, default=0) <= 0:
+        raise NumbaconcError(f"{path}: image_shape {shape} does not hold {train.n_features} features")
+    if not (math.isfinite(scale) and scale > 0):
+        raise NumbaconcError(f"{path}: scale must be finite and > 0, got {scale}")
+    return shape, scale
+
+
+def _file_identity(path: Path) -> dict:
+    st = os.stat(path)
+    return dict(path=str(path.resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns, inode=st.st_ino, device=st.st_dev)
+
+
+def _digest_record_path(identity: dict) -> Path:
+    name = hashlib.sha256(identity["path"].encode()).hexdigest()[:32]
+    return cache_dir() / "digests" / f"{name}.json"
+
+
+def remembered_digest(path: Path, compute) -> str:
+    """``compute()`` (a content digest of the file at ``path``), remembered in
+    ``cache_dir()/digests`` keyed by the file's identity; a record whose
+    identity differs in any field, or that cannot be read, is recomputed."""
+    identity = _file_identity(path)
+    record_path = _digest_record_path(identity)
+    try:
+        record = json.loads(record_path.read_text())
+        if (isinstance(record, dict) and record.get("version") == DIGEST_VERSION
+                and record.get("identity") == identity and isinstance(record.get("digest"), str)):
+            return record["digest"]
+    except (OSError, ValueError):
+        pass  # absent or damaged: recompute
+    digest = compute()
+    if _file_identity(path) != identity:
+        return digest  # changed while hashing: do not remember a digest of mixed bytes
+    try:
+        with atomic_path(record_path) as tmp:
+            tmp.write_text(json.dumps(dict(version=DIGEST_VERSION, identity=identity, digest=digest)))
+    except NumbaconcError:
+        pass  # a cache that cannot be written costs a rehash next time, never a wrong answer
+    return digest
 
 
 def _content_checksum(splits) -> str:
@@ -448,8 +650,27 @@ def ensure_bundled(name: str) -> Path:
     src = bundled_source(name)
     checksum = file_sha256([src / _IDX_FILES[k] for k in ("train_x", "train_y", "test_x", "test_y")])
     out = cache_dir() / f"{name}-{checksum[:16]}.h5"
-    if not out.exists():
-        import_dataset(name, src, out)
+    return cached_import(out, lambda path: import_dataset(name, src, path))
+
+
+def cached_import(out: Path, make) -> Path:
+    """A dataset imported into the cache folder: ``make(out)`` writes it when
+    absent, and again when its content no longer matches the digest stored
+    at import time (the copy was damaged or edited in place), saying so."""
+    if out.exists():
+        why = "cannot be opened"
+        try:
+            with open_dataset(out) as ds:
+                stored = ds._file.attrs.get("content_digest")
+                if stored is not None and str(stored) == ds.content_digest:
+                    return out
+                why = ("has no stored content digest (imported by an older numbaconc)" if stored is None
+                       else "does not match the digest stored when it was imported")
+        except NumbaconcError:
+            pass
+        logging.getLogger(__name__).warning(f"{out}: cached import {why}; importing it again")
+        out.unlink(missing_ok=True)  # another process may have replaced it first
+    make(out)
     return out
 
 

@@ -554,7 +554,7 @@ def save_knn(result: KnnResult, path, **attrs) -> Path:
 
 
 def _cache_stem(dataset, split: str, metric: str, include_self: bool) -> str:
-    safe = re.sub(r"[^0-9A-Za-z]", "", str(dataset.checksum))[:24] or "nochecksum"
+    safe = re.sub(r"[^0-9A-Za-z]", "", str(dataset.content_digest))[:24] or "nochecksum"
     return f"{safe}-{split}-{metric}-{'self' if include_self else 'noself'}"
 
 

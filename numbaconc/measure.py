@@ -220,6 +220,25 @@ class Concentration:
         var = alpha * (1 - alpha) * (1.0 / len(self.X_select) + 1.0 / len(self.X_test))
         return alpha + self.selection_z * math.sqrt(var)
 
+    def _check_inputs(self, alpha: float, epsilon: float) -> None:
+        """alpha, epsilon, and a selection target a region can reach: the
+        families are handed the target, and their own messages would name it
+        as if the user had typed it."""
+        _check_alpha_eps(alpha, epsilon)
+        if self.selection_alpha(alpha) >= 1.0:
+            raise NumbaconcError(f"alpha = {alpha:g} is too close to 1: the selection target "
+                                 f"(alpha plus the holdout margin) is {self.selection_alpha(alpha):.4g}")
+
+    def target_text(self, alpha: float) -> str:
+        """The selection target in words, naming the user's alpha too (a
+        failure message that says 0.021 when the user typed 0.01 explains
+        nothing)."""
+        target = self.selection_alpha(alpha)
+        if self.protocol == "paper":
+            return f"risk >= alpha = {alpha:g} on the {self.select_name} set"
+        return (f"risk >= {target:.4g} on the {self.select_name} set (the selection target for "
+                f"alpha = {alpha:g}: alpha plus the holdout margin)")
+
     def to_storage(self, epsilon: float) -> float:
         return float(epsilon) / self.scale
 
@@ -272,7 +291,7 @@ class Concentration:
         ``holdout`` for uint8 images, off under ``paper`` (the 2019 count,
         for reproduction) and for float data.
         """
-        _check_alpha_eps(alpha, epsilon)
+        self._check_inputs(alpha, epsilon)
         if domain and self.domain is None:
             raise NumbaconcError("counting within the data domain needs uint8 images "
                                  f"(this dataset is {self.X_test.dtype}): use --no-domain")
@@ -295,11 +314,12 @@ class Concentration:
                              alpha=self.selection_alpha(alpha), epsilon=eps, seed=self.seed,
                              domain=box_domain)
             if found["q"] is None:
-                raise NumbaconcError(f"no q reached risk >= alpha with T={clusters}")
+                raise NumbaconcError(f"no q reached {self.target_text(alpha)} with T={clusters}")
             chosen_t, chosen_q, tuning = int(clusters), found["q"], dict(table=[found])
         else:
             tuning = tune_boxes(model, self.X_select, alpha=self.selection_alpha(alpha),
-                                epsilon=eps, seed=self.seed, t_grid=t_grid, domain=box_domain)
+                                epsilon=eps, seed=self.seed, t_grid=t_grid, domain=box_domain,
+                                target_text=self.target_text(alpha))
             chosen_t, chosen_q = tuning["n_clusters"], tuning["q"]
         timings["tune"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -330,7 +350,7 @@ class Concentration:
         """Union of T balls placed greedily (l2), the paper's Algorithm 2."""
         from .balls import fit_balls
 
-        _check_alpha_eps(alpha, epsilon)
+        self._check_inputs(alpha, epsilon)
         if delta < 0:
             raise NumbaconcError(f"delta must be >= 0, got {delta}")
         # the paper used 2*ceil(alpha*n) neighbours; longer lists cost little in the kNN step
@@ -359,7 +379,7 @@ class Concentration:
         ``search`` (Prescott et al. direction search)."""
         from .halfspace import fit_halfspace_curve
 
-        _check_alpha_eps(alpha, epsilon)
+        self._check_inputs(alpha, epsilon)
         base = (metric, float(alpha), method, n_components)
         if base + (float(epsilon),) not in self._halfspace:
             grid = {float(epsilon)}
@@ -441,8 +461,8 @@ def _pick(options: dict, names) -> dict:
 def _check_alpha_eps(alpha, epsilon):
     if not 0.0 < alpha < 1.0:
         raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
-    if epsilon < 0:
-        raise NumbaconcError(f"epsilon must be >= 0, got {epsilon}")
+    if not (math.isfinite(epsilon) and epsilon >= 0):  # NaN compares False to everything
+        raise NumbaconcError(f"epsilon must be finite and >= 0, got {epsilon}")
 
 
 def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, method: str,

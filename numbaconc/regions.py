@@ -25,6 +25,8 @@ from .datasets import atomic_path
 from .errors import NumbaconcError
 
 REGION_FORMAT = 1
+REGION_ARRAYS = {"boxes": ("centers", "half_widths"), "balls": ("centers", "radii_sq"),
+                 "halfspace": ("w", "b")}   # what each kind needs to answer masks()
 
 
 @dataclass
@@ -106,14 +108,16 @@ class Region:
 
     # -- persistence -----------------------------------------------------
     def save(self, path) -> Path:
+        """Write atomically, with a digest of the arrays that ``load`` checks."""
         path = Path(path)
+        arrays = {key: np.asarray(value) for key, value in self.arrays.items()}
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs.update(kind=self.kind, metric=self.metric, epsilon=self.epsilon,
                                scale=self.scale, n_features=self.n_features,
-                               format_version=REGION_FORMAT)
-                for key, value in self.arrays.items():
-                    f.create_dataset(key, data=np.asarray(value))
+                               format_version=REGION_FORMAT, arrays_digest=_arrays_digest(arrays))
+                for key, value in arrays.items():
+                    f.create_dataset(key, data=value)
                 meta = f.create_group("meta")
                 for key, value in self.meta.items():
                     if value is not None:
@@ -122,21 +126,60 @@ class Region:
 
     @classmethod
     def load(cls, path) -> "Region":
+        """Read a region file, checking that it is whole: every array its kind
+        needs, with the right shapes, finite, and matching the stored digest
+        (files written before the digest existed are checked without it)."""
         path = Path(path)
         if not path.is_file():
             raise NumbaconcError(f"{path}: no such region file")
         try:
             with h5py.File(path, "r") as f:
-                if "kind" not in f.attrs:
-                    raise NumbaconcError(f"{path}: not a numbaconc region file")
-                arrays = {key: np.asarray(f[key][()]) for key in f if key != "meta"}
-                meta = dict(f["meta"].attrs) if "meta" in f else {}
-                return cls(kind=str(f.attrs["kind"]), metric=str(f.attrs["metric"]),
-                           epsilon=float(f.attrs["epsilon"]), scale=float(f.attrs["scale"]),
-                           n_features=int(f.attrs["n_features"]), arrays=arrays,
-                           meta={k: _plain(v) for k, v in meta.items()})
-        except OSError as exc:
-            raise NumbaconcError(f"{path}: not a readable HDF5 file ({exc})") from None
+                attrs = dict(f.attrs)
+                missing = [a for a in ("kind", "metric", "epsilon", "scale", "n_features")
+                           if a not in attrs]
+                if missing:
+                    raise NumbaconcError(f"{path}: not a numbaconc region file "
+                                         f"(no {', '.join(missing)} attribute)")
+                kind = _plain(attrs["kind"])
+                if kind not in REGION_ARRAYS:
+                    raise NumbaconcError(f"{path}: unknown region kind {kind!r}")
+                absent = [key for key in REGION_ARRAYS[kind]
+                          if not isinstance(f.get(key), h5py.Dataset)]
+                if absent:
+                    raise NumbaconcError(f"{path}: damaged {kind} region file: no "
+                                         f"{', '.join(absent)} dataset")
+                arrays = {key: np.asarray(f[key][()]) for key in f
+                          if key != "meta" and isinstance(f[key], h5py.Dataset)}
+                meta = dict(f["meta"].attrs) if isinstance(f.get("meta"), h5py.Group) else {}
+                region = cls(kind=kind, metric=str(_plain(attrs["metric"])),
+                             epsilon=float(attrs["epsilon"]), scale=float(attrs["scale"]),
+                             n_features=int(attrs["n_features"]), arrays=arrays,
+                             meta={k: _plain(v) for k, v in meta.items()})
+                stored = attrs.get("arrays_digest")
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise NumbaconcError(f"{path}: not a readable region file ({exc})") from None
+        if stored is not None and _plain(stored) != _arrays_digest(arrays):
+            raise NumbaconcError(f"{path}: damaged region file: its arrays do not match their "
+                                 "stored digest")
+        region._check_shapes(path)
+        return region
+
+    def _check_shapes(self, path) -> None:
+        a, d = self.arrays, self.n_features
+        expected = {"centers": (None, d), "half_widths": (None, d), "radii_sq": (None,),
+                    "w": (d,), "b": ()}
+        parts = len(a["centers"]) if "centers" in a and a["centers"].ndim == 2 else None
+        for key in REGION_ARRAYS[self.kind]:
+            want = tuple(parts if s is None else s for s in expected[key])
+            value = a[key]
+            if value.shape != want or not np.issubdtype(value.dtype, np.number):
+                raise NumbaconcError(f"{path}: damaged {self.kind} region file: {key} has shape "
+                                     f"{value.shape}, expected {want}")
+            if not np.all(np.isfinite(value)):
+                raise NumbaconcError(f"{path}: damaged {self.kind} region file: {key} is not finite")
+        if not (np.isfinite(self.epsilon) and self.epsilon >= 0 and np.isfinite(self.scale)
+                and self.scale > 0 and d > 0):
+            raise NumbaconcError(f"{path}: damaged region file: epsilon, scale or n_features invalid")
 
     def summary(self) -> dict:
         out = dict(kind=self.kind, metric=self.metric, epsilon=self.epsilon * self.scale,
@@ -146,6 +189,12 @@ class Region:
         if self.kind == "boxes":
             out["expansion_count"] = "within the data domain" if self.domain else "unbounded (2019)"
         return out
+
+
+def _arrays_digest(arrays: dict) -> str:
+    from .integrity import array_digest
+
+    return array_digest(*(np.asarray(arrays[key]) for key in sorted(arrays)))
 
 
 def _plain(value):

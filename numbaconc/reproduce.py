@@ -20,6 +20,8 @@ from . import datasets
 from .datasets import atomic_path
 from .errors import NumbaconcError
 from .measure import Concentration, versions
+from .outputs import os_reason
+from .regions import Region
 
 RESULTS_FORMAT = 1
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -167,22 +169,57 @@ class Runner:
 
     def __init__(self, out_dir: Path, *, force: bool = False, seed: int = 0, log=print,
                  progress=None):
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "regions").mkdir(exist_ok=True)
+        self.out_dir = Path(out_dir)  # made by the first write: a run that computes nothing leaves nothing
         self.results_path = self.out_dir / "results.json"
         self.force = force
         self.seed = seed
         self.log = log
         self.progress = progress
         self.rows: dict = {}
+        self.verified: set = set()  # keys of rows computed or checked against their data
         if self.results_path.exists() and not force:
-            try:
-                saved = json.loads(self.results_path.read_text())
-                self.rows = {row["key"]: row for row in saved.get("rows", [])}
-            except (json.JSONDecodeError, KeyError):
-                raise NumbaconcError(f"{self.results_path}: unreadable; remove it or pass --force") from None
+            self.rows = read_rows(self.results_path)
         self._contexts: dict = {}
+
+    def why_not_served(self, row: dict, ds) -> str | None:
+        """None when a saved row provably belongs to ``ds``'s exact bytes and is
+        whole: its own digest matches its content (so its parameters are the
+        ones its key was made from), it was computed on data with ``ds``'s
+        content digest, and its region file loads and matches its digest.
+        Otherwise the reason, for the one-line log."""
+        if row.get("row_digest") != row_digest(row):
+            return ("saved without a digest (an older numbaconc)" if "row_digest" not in row
+                    else "the row was changed after it was written")
+        if row.get("data_digest") != ds.content_digest:
+            return "computed on different data (content digest differs)"
+        if "error" not in row:
+            region_file = row.get("region_file")
+            if not isinstance(region_file, str):
+                return "no region file"
+            try:
+                Region.load(self.out_dir / region_file)
+            except NumbaconcError as exc:
+                return str(exc)
+        return None
+
+    def verify_rows(self, dataset: str, ds) -> None:
+        """Check every saved row of ``dataset`` against ``ds`` (for the report)."""
+        left_out = 0
+        for key, row in self.rows.items():
+            if key in self.verified or row["spec"].get("dataset") != dataset:
+                continue
+            if self.why_not_served(row, ds) is None:
+                self.verified.add(key)
+            else:
+                left_out += 1
+        if left_out:
+            self.log(f"{dataset}: {left_out} saved row(s) in {self.results_path} do not match the "
+                     "data or are damaged; left out of the report (rerun without --report-only "
+                     "to recompute them)")
+
+    def report_rows(self) -> list[dict]:
+        """The rows a report may show: computed now, or verified against their data."""
+        return [row for key, row in self.rows.items() if key in self.verified]
 
     def context(self, ds, protocol) -> Concentration:
         key = (str(ds.path), protocol)
@@ -208,14 +245,19 @@ class Runner:
         return [self.run(spec, ds, data_ref) for spec in specs]
 
     def run(self, spec: RowSpec, ds, data_ref: str) -> dict:
-        if spec.key in self.rows and "error" not in self.rows[spec.key]:
-            self.log(f"skip (done): {spec.dataset} {spec.metric} eps={spec.epsilon_text} "
-                     f"{spec.family} {spec.protocol}")
-            return self.rows[spec.key]
-        self.log(f"run: {spec.dataset} {spec.metric} eps={spec.epsilon_text} {spec.family} "
-                 f"{spec.protocol}")
+        name = f"{spec.dataset} {spec.metric} eps={spec.epsilon_text} {spec.family} {spec.protocol}"
+        saved = self.rows.get(spec.key)
+        if saved is not None and "error" not in saved:
+            why = self.why_not_served(saved, ds)
+            if why is None:
+                self.log(f"skip (done): {name}")
+                self.verified.add(spec.key)
+                return saved
+            self.log(f"recompute ({why}): {name}")
+        self.log(f"run: {name}")
         t0 = time.perf_counter()
-        row = dict(key=spec.key, spec=_spec_dict(spec), command=spec.command(data_ref))
+        row = dict(key=spec.key, spec=_spec_dict(spec), command=spec.command(data_ref),
+                   data_digest=ds.content_digest)
         try:
             conc = self.context(ds, spec.protocol)
             outcome = conc.run(spec.family, metric=spec.metric, alpha=spec.alpha,
@@ -234,7 +276,10 @@ class Runner:
             row["error"] = str(exc)
             self.log(f"  failed: {exc}")
         row["wall_seconds"] = time.perf_counter() - t0
+        row = _normalised(row)
+        row["row_digest"] = row_digest(row)
         self.rows[spec.key] = row
+        self.verified.add(spec.key)
         self.save()
         return row
 
@@ -242,6 +287,43 @@ class Runner:
         payload = dict(format_version=RESULTS_FORMAT, versions=versions(),
                        rows=list(self.rows.values()))
         write_json(self.results_path, payload, indent=1)
+
+
+def _normalised(row: dict) -> dict:
+    """The row as it reads back from JSON (tuples as lists, numpy as Python)."""
+    return json.loads(json.dumps(row, default=jsonable))
+
+
+def row_digest(row: dict) -> str:
+    """SHA-256 of a row's content (all but the digest itself), in canonical JSON."""
+    body = {k: v for k, v in row.items() if k != "row_digest"}
+    text = json.dumps(_normalised(body), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResultsUnreadable(NumbaconcError):
+    """results.json cannot be used; the CLI adds how to start afresh."""
+
+
+def read_rows(path: Path) -> dict:
+    """Rows of a results.json by key, after checking its structure (a
+    damaged or foreign file is one line, never a TypeError later). Whether
+    each row may be served is decided per row (``Runner.why_not_served``)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ResultsUnreadable(f"{path}: unreadable ({os_reason(exc)})") from None
+    rows = saved.get("rows") if isinstance(saved, dict) else None
+    if not isinstance(rows, list):
+        raise ResultsUnreadable(f"{path}: not a numbaconc results file (no list of rows)")
+    by_key = {}
+    for number, row in enumerate(rows, 1):
+        if not (isinstance(row, dict) and isinstance(row.get("key"), str)
+                and isinstance(row.get("spec"), dict)):
+            raise ResultsUnreadable(f"{path}: row {number} is not a numbaconc result row "
+                                    "(needs a key and a spec)")
+        by_key[row["key"]] = row
+    return by_key
 
 
 def _spec_dict(spec: RowSpec) -> dict:
@@ -290,8 +372,7 @@ def locate(name: str, data_dir: Path | None):
     files = sorted(src.glob("*.gz")) if src.is_dir() else [src]
     checksum = datasets.file_sha256(files)
     out = datasets.cache_dir() / f"{name}-{checksum[:16]}.h5"
-    if not out.exists():
-        datasets.import_dataset(kind, src, out, name=name)
+    datasets.cached_import(out, lambda path: datasets.import_dataset(kind, src, path, name=name))
     return datasets.open_dataset(out), f"{name}.h5", None
 
 
