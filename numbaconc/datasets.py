@@ -796,6 +796,8 @@ class RowView:
             return self[0:self.shape[0]]
         if isinstance(key, tuple):
             head, rest = key[0], key[1:]
+            if isinstance(head, (int, np.integer)):
+                return self[head][rest]
             return self[head][(slice(None),) + rest]
         if isinstance(key, slice):
             start, stop, step = key.indices(self.shape[0])

@@ -71,6 +71,7 @@ def test_row_view_reads_what_indexing_would(matrices, rows):
             np.testing.assert_array_equal(view[-1], want[-1])
             np.testing.assert_array_equal(view[[5, 2, 2, 0]], want[[5, 2, 2, 0]])
             np.testing.assert_array_equal(view[4:9, 2:5], want[4:9, 2:5])
+            np.testing.assert_array_equal(view[6, 1:3], want[6, 1:3])
             assert view[10:57].flags.c_contiguous
             np.testing.assert_array_equal(view.astype(np.float64), want.astype(np.float64))
             # blocks: in order, every row once, the given size or the budget's
