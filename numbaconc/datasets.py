@@ -450,6 +450,15 @@ class Split:
             return self.x
         return np.ascontiguousarray(self.x[...])
 
+    def view(self, rows=None) -> "RowView":
+        """The rows ``rows`` (any index array; None = all) as a ``RowView``:
+        nothing is read until a block is asked for."""
+        return RowView(self.x, rows)
+
+    def blocks(self, rows=None, *, bytes_per_row: float | None = None, share: float = 0.125):
+        """Yield (start, stop, block) over ``rows`` (see ``RowView.blocks``)."""
+        return self.view(rows).blocks(bytes_per_row=bytes_per_row, share=share)
+
 
 @dataclass
 class Dataset:
@@ -675,3 +684,200 @@ def describe(ds: Dataset) -> dict:
             labels=split.y is not None, memmapped=isinstance(split.x, np.memmap),
         )
     return info
+
+
+# ------------------------------------------------------- streamed writing
+
+
+def write_dataset_blocks(out, *, name, n_features: int, dtype, splits: dict, image_shape,
+                         source, checksum, extra_attrs=None) -> Path:
+    """Write the standard layout block by block, never holding a split whole.
+
+    ``splits``: ``{"train": (n_rows, blocks, labelled), "test": ...}``, written
+    in that order (train first); ``blocks`` yields ``(x_block, y_block)`` in
+    row order (``y_block`` None when not ``labelled``). ``x`` is contiguous and
+    uncompressed (memory-mapped on open), as ``write_dataset`` writes it.
+    ``checksum``: a string, or a callable called once every block is written
+    (for a digest of the data itself). Written to a temporary name, then renamed.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.float32):
+        raise NumbaconcError(f"{source}: dtype {dtype} not supported (uint8 or float32)")
+    scale = 1.0 / 255.0 if dtype == np.uint8 else 1.0
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split in ("train", "test"):
+                n_rows, blocks, labelled = splits[split]
+                group = f.create_group(split)
+                x = group.create_dataset("x", shape=(int(n_rows), int(n_features)), dtype=dtype)
+                y = group.create_dataset("y", shape=(int(n_rows),), dtype=np.int64) if labelled else None
+                start = 0
+                for x_block, y_block in blocks:
+                    stop = start + len(x_block)
+                    if stop > n_rows or x_block.shape[1:] != (n_features,) or x_block.dtype != dtype:
+                        raise NumbaconcError(f"{source}: {split} block of shape {x_block.shape} "
+                                             f"{x_block.dtype} at row {start} does not fit "
+                                             f"({n_rows}, {n_features}) {dtype}")
+                    x[start:stop] = x_block
+                    if y is not None:
+                        y[start:stop] = y_block
+                    start = stop
+                if start != n_rows:
+                    raise NumbaconcError(f"{source}: {split} got {start} rows, expected {n_rows}")
+            f.attrs.update(
+                name=name, image_shape=np.asarray(image_shape, dtype=np.int64), scale=scale,
+                checksum=checksum() if callable(checksum) else checksum, source=str(source),
+                format_version=FORMAT_VERSION,
+            )
+            f.attrs.update(extra_attrs or {})
+    return out
+
+
+# --------------------------------------------------------------- row views
+
+
+class RowView:
+    """Rows of a matrix (memmap, ndarray or h5py dataset) without a copy.
+
+    ``RowView(x, rows)`` stands for ``x[rows]`` (rows: an index array, in
+    its order, or a boolean mask; None: every row) and behaves as a light
+    read-only array: ``shape``, ``dtype``, ``ndim``, ``len``, and indexing,
+    where a slice of view rows returns one C-contiguous block read from the
+    file then (a memmap gather, or chunk-aligned h5py reads of the span), an
+    integer array returns those rows, and ``np.asarray(view)`` materialises
+    the whole subset (for the stages that need a dense array). Block-reading
+    code written for arrays (``X[a:b]`` in a loop) works on it unchanged and
+    reads each row once per pass.
+    """
+
+    def __init__(self, matrix, rows=None):
+        if isinstance(matrix, RowView):
+            rows = matrix._resolve(rows)
+            matrix = matrix.matrix
+        self.matrix = matrix
+        n = int(matrix.shape[0])
+        if rows is None:
+            self.rows = None
+        else:
+            rows = np.asarray(rows)
+            if rows.dtype == np.bool_:
+                if rows.shape != (n,):
+                    raise NumbaconcError(f"row mask has shape {rows.shape}, expected ({n},)")
+                rows = np.flatnonzero(rows)
+            if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+                raise NumbaconcError(f"rows must be a 1-D integer index array, got {rows.dtype} {rows.shape}")
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            if rows.size and (rows.min() < 0 or rows.max() >= n):
+                raise NumbaconcError(f"row index out of range [0, {n})")
+            self.rows = rows
+        self.shape = (n if self.rows is None else len(self.rows),) + tuple(matrix.shape[1:])
+        self.dtype = np.dtype(matrix.dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def _resolve(self, rows):
+        """Matrix rows of view rows ``rows`` (None: all of this view)."""
+        if rows is None:
+            return self.rows
+        rows = np.asarray(rows)
+        if rows.dtype == np.bool_:
+            rows = np.flatnonzero(rows)
+        return rows if self.rows is None else self.rows[rows]
+
+    def __getitem__(self, key):
+        if key is Ellipsis:
+            return self[0:self.shape[0]]
+        if isinstance(key, tuple):
+            head, rest = key[0], key[1:]
+            if isinstance(head, (int, np.integer)):
+                return self[head][rest]
+            return self[head][(slice(None),) + rest]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if step != 1:
+                return self._gather(np.arange(start, stop, step))
+            if self.rows is None:
+                return np.ascontiguousarray(self.matrix[start:stop])
+            return self._gather_matrix(self.rows[start:stop])
+        if isinstance(key, (int, np.integer)):
+            i = int(key)
+            if i < 0:
+                i += self.shape[0]
+            return self._gather(np.array([i]))[0]
+        return self._gather(np.asarray(key))
+
+    def _gather(self, view_rows) -> np.ndarray:
+        view_rows = np.asarray(view_rows)
+        if view_rows.dtype == np.bool_:
+            view_rows = np.flatnonzero(view_rows)
+        matrix_rows = view_rows if self.rows is None else self.rows[view_rows]
+        return self._gather_matrix(matrix_rows)
+
+    def _gather_matrix(self, matrix_rows) -> np.ndarray:
+        matrix_rows = np.asarray(matrix_rows, dtype=np.int64)
+        if isinstance(self.matrix, np.ndarray):
+            return np.ascontiguousarray(self.matrix[matrix_rows])
+        return _read_rows_h5(self.matrix, matrix_rows)
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[0:self.shape[0]]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def take(self, index) -> np.ndarray:
+        return self._gather(np.asarray(index, dtype=np.int64))
+
+    def astype(self, dtype, copy: bool = True) -> np.ndarray:
+        """The whole subset, materialised, as ``dtype``."""
+        return np.asarray(self).astype(dtype, copy=copy)
+
+    def block_rows(self, bytes_per_row: float | None = None, share: float = 0.125) -> int:
+        """Rows per block: ``share`` of the memory budget at ``bytes_per_row``
+        (default: one stored row plus a float64 copy of it)."""
+        from .budget import rows_for
+
+        if bytes_per_row is None:
+            d = int(np.prod(self.shape[1:]))
+            bytes_per_row = d * (self.dtype.itemsize + 8)
+        return rows_for(bytes_per_row, share, minimum=64)
+
+    def blocks(self, block_rows: int | None = None, *, bytes_per_row: float | None = None,
+               share: float = 0.125):
+        """Yield (start, stop, C-contiguous block) over the view's rows, in order."""
+        size = int(block_rows) if block_rows else self.block_rows(bytes_per_row, share)
+        n = self.shape[0]
+        for start in range(0, n, size):
+            stop = min(n, start + size)
+            yield start, stop, self[start:stop]
+
+
+_H5_PIECE_BYTES = 16 << 20  # at most this much of a row span is read at once
+
+
+def _read_rows_h5(ds, rows: np.ndarray) -> np.ndarray:
+    """``ds[rows]`` for an h5py dataset: the span of the (any-order) rows is
+    read in chunk-aligned slabs of at most ``_H5_PIECE_BYTES``, and only the
+    wanted rows are kept (h5py's own fancy indexing is a slow point selection)."""
+    out = np.empty((len(rows),) + tuple(ds.shape[1:]), dtype=ds.dtype)
+    if len(rows) == 0:
+        return out
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    row_bytes = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
+    chunk = ds.chunks[0] if ds.chunks else 1
+    piece = max(chunk, (_H5_PIECE_BYTES // row_bytes) // chunk * chunk)
+    i = 0
+    while i < len(sorted_rows):
+        lo = int(sorted_rows[i]) // chunk * chunk
+        hi = min(int(ds.shape[0]), lo + piece)
+        j = int(np.searchsorted(sorted_rows, hi, side="left"))
+        slab = ds[lo:hi]
+        out[order[i:j]] = slab[sorted_rows[i:j] - lo]
+        i = j
+    return out

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import budget
 from .errors import NumbaconcError
 from .kernels import halfspace as _k
 
@@ -136,6 +137,8 @@ def _project64(X, w: np.ndarray, name: str, block_rows: int = 65536) -> np.ndarr
     """X @ w in float64 by the fixed-order kernel (identical for any block size)."""
     w = np.ascontiguousarray(w, dtype=np.float64)
     out = np.empty(X.shape[0], dtype=np.float64)
+    block_rows = min(block_rows, budget.rows_for(X.shape[1] * np.dtype(X.dtype).itemsize, 0.125,
+                                                 minimum=64))
     for start, stop, block in _blocks(X, block_rows, name):
         _k.project_rows(block, w, out[start:stop])
     return out
@@ -268,9 +271,11 @@ def fit_halfspace(X, alpha: float, epsilon: float, *, metric: str, method: str =
     X). ``progress(done, total)`` is called between direction batches.
 
     ``batch`` directions are projected per matrix product; the search holds a
-    (batch, n_samples) float32 buffer (61 MB for MNIST at 256), so lower it
-    for very large n. Small batches make thin matrix products that run well
-    below the BLAS peak.
+    (batch, n_samples) float32 buffer (61 MB for MNIST at 256): the batch is
+    lowered to what the memory budget allows (``search_batch``), so large n
+    costs passes over the data, not memory. Small batches make thin matrix
+    products that run well below the BLAS peak; the result does not depend
+    on the batch.
     """
     epsilon = _check_float(epsilon, "epsilon", 0.0)
     return fit_halfspace_curve(X, alpha, [epsilon], metric=metric, method=method,
@@ -401,14 +406,29 @@ def _exact_candidates(X, X_select, W, shifts, labels, k):
     return records
 
 
+def search_batch(n: int, n_select: int = 0, share: float = 0.5) -> int:
+    """Directions per batch that the memory budget allows: the search holds
+    one float32 projection per direction and row of X and of X_select
+    (``share`` of the budget; the row blocks and the n float64 re-fit
+    projection live in the rest). At 1.5 GB and 8 + 2 million rows: 18;
+    MNIST (60k rows) keeps the default 256 under any budget above 120 MB.
+
+    The float32 search values come from BLAS, whose rounding depends on the
+    batch shape: a smaller batch moves candidate thresholds by float32
+    rounding (the reported region is re-fitted exactly in float64). Runs under
+    one budget are identical, capped or not."""
+    return budget.rows_for(4.0 * (n + n_select), share)
+
+
 def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress):
     """Float32 search over all directions in batches, both sides: records per epsilon."""
     n, _ = X.shape
     n_dir, n_eps = shifts.shape
-    batch = min(batch, n_dir)
+    n_sel = X_select.shape[0] if X_select is not None else 0
+    batch = min(batch, n_dir, search_batch(n, n_sel))
     proj = _Projector(X, batch, "X")
     proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
-    n_sel = X_select.shape[0] if X_select is not None else None
+    n_sel = n_sel or None
     b_hi = np.empty(batch, dtype=np.float32)
     b_lo = np.empty(batch, dtype=np.float32)
     counts = np.empty((batch, n_eps, 4), dtype=np.int64)

@@ -109,7 +109,16 @@ class Estimate:
 class Concentration:
     """One dataset under one protocol: holds the splits and every cache
     (neighbour lists, k-means fits), so many (family, alpha, epsilon) queries
-    share the expensive steps."""
+    share the expensive steps.
+
+    ``X_fit``, ``X_select`` and ``X_test`` are row views of the file
+    (``numbaconc.datasets.RowView``: the holdout split is two sorted index
+    arrays), never copies. Half-spaces, every evaluation and the box coverage
+    read them in blocks sized by the memory budget. Where a stage needs a
+    dense array it materialises only its own subset: the boxes' k-means and
+    box fit the dense set D (floor(q * n) rows), the balls the fitting set
+    (in ``fit_balls``).
+    """
 
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
                  val_fraction: float = 0.2, seed: int = 0, progress=None,
@@ -125,25 +134,27 @@ class Concentration:
         self.progress = progress
         self.selection_z = selection_z
         self.scale = dataset.scale
-        train = dataset.train.array()
-        self.X_test = dataset.test.array()
+        # row views, not copies (see the class docstring)
+        train = dataset.train
+        self.X_test = dataset.test.view()
         if len(self.X_test) == 0:
             raise NumbaconcError(f"{dataset.path}: the test set is empty")
         if protocol == "holdout":
-            n = len(train)
+            n = train.n_samples
             perm = np.random.default_rng(seed).permutation(n)
             n_val = int(round(val_fraction * n))
             if n_val < 1 or n - n_val < 2:
                 raise NumbaconcError(f"training set of {n} rows is too small to hold out {val_fraction}")
             self.fit_rows = np.sort(perm[n_val:])
             self.val_rows = np.sort(perm[:n_val])
-            self.X_fit = np.ascontiguousarray(train[self.fit_rows])
-            self.X_select = np.ascontiguousarray(train[self.val_rows])
+            del perm
+            self.X_fit = train.view(self.fit_rows)
+            self.X_select = train.view(self.val_rows)
             self.select_name = "validation"
         else:
             self.fit_rows = None
             self.val_rows = None
-            self.X_fit = train
+            self.X_fit = train.view()
             self.X_select = self.X_test
             self.select_name = "test"
         self._boxes: dict = {}

@@ -86,10 +86,22 @@ class Region:
         return self.kind != "boxes"
 
     def evaluate(self, X) -> dict:
-        """Counts and fractions of E and (counted) E_eps on X."""
-        in_error, in_expanded = self.masks(X)
-        n = len(in_error)
-        k_err, k_adv = int(in_error.sum()), int(in_expanded.sum())
+        """Counts and fractions of E and (counted) E_eps on X.
+
+        X (array, memmap, h5py dataset or RowView) is read in row blocks sized
+        by the memory budget and the counts are summed per block, so no
+        n-long mask is built (masks are row by row: the counts equal those
+        of ``masks(X)``).
+        """
+        from .datasets import RowView
+
+        X = _as_2d(X, self.n_features)
+        n = k_err = k_adv = 0
+        for _, _, block in RowView(X).blocks():
+            in_error, in_expanded = self.masks(block)
+            n += len(in_error)
+            k_err += int(in_error.sum())
+            k_adv += int(in_expanded.sum())
         return dict(n=n, n_risk=k_err, n_adv=k_adv,
                     risk=k_err / n if n else float("nan"),
                     adv_risk=k_adv / n if n else float("nan"))

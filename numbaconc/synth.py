@@ -18,9 +18,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .datasets import write_dataset
+from .datasets import write_dataset_blocks
 from .errors import NumbaconcError
 from .stats import gaussian_concentration
+
+SAMPLE_BLOCK_VALUES = 1 << 20  # numbers per generated block (fixed: the file never depends on the budget)
 
 
 def _positive_int(value, name: str) -> int:
@@ -81,6 +83,10 @@ def make_gaussian(out, *, n_train: int, n_test: int, d: int, spectrum: str = "is
     Sigma = Q diag(variances) Q^T with Q a seeded random orthogonal matrix
     (Haar, via QR of a Gaussian matrix) when ``rotate``, else the identity, so
     with rotation the top eigenvector is not a coordinate axis.
+
+    Rows are drawn and written in blocks of ``SAMPLE_BLOCK_VALUES`` numbers
+    (8 MB in float64), so any n fits in memory; for n * d up to that size the
+    file is the one a single draw gives.
     """
     n_train = _positive_int(n_train, "n_train")
     n_test = _positive_int(n_test, "n_test")
@@ -95,20 +101,24 @@ def make_gaussian(out, *, n_train: int, n_test: int, d: int, spectrum: str = "is
     else:
         basis = np.eye(d)
     scale = np.sqrt(variances)
-
-    def sample(n):
-        return ((rng.standard_normal((n, d)) * scale) @ basis.T).astype(np.float32)
-
-    train_x, test_x = sample(n_train), sample(n_test)
     digest = hashlib.sha256()
-    digest.update(train_x.tobytes())
-    digest.update(test_x.tobytes())
+    rows = max(1, SAMPLE_BLOCK_VALUES // d)
+
+    def blocks(n):
+        # fixed-size blocks drawn in order from one generator: the same stream
+        # as one draw of n rows, and a file that does not depend on the budget
+        for start in range(0, n, rows):
+            x = ((rng.standard_normal((min(rows, n - start), d)) * scale) @ basis.T).astype(np.float32)
+            digest.update(x.tobytes())
+            yield x, None
+
     top = int(np.argmax(variances))
     source = (f"synth:gaussian:spectrum={spectrum}:d={d}:n_train={n_train}:n_test={n_test}"
               f":random_state={random_state}:rotate={bool(rotate)}")
-    return write_dataset(
-        out, name=f"gaussian-{spectrum}-d{d}", train_x=train_x, test_x=test_x,
-        checksum=digest.hexdigest(), source=source, bounded=False,
+    return write_dataset_blocks(
+        out, name=f"gaussian-{spectrum}-d{d}", n_features=d, dtype=np.float32,
+        splits={"train": (n_train, blocks(n_train), False), "test": (n_test, blocks(n_test), False)},
+        image_shape=(d,), checksum=lambda: digest.hexdigest(), source=source,
         extra_attrs=dict(kind="gaussian", sigma_max=float(np.sqrt(variances.max())),
                          variances=variances, random_state=int(random_state), rotate=bool(rotate),
                          spectrum=str(spectrum), top_direction=basis[:, top]),
