@@ -87,6 +87,7 @@ class Estimate:
     repeats: list = field(default_factory=list)
     tuning: dict | None = None
     timings: dict = field(default_factory=dict)
+    frontier: dict | None = None       # how test.adv_risk_at_alpha was read (numbaconc.frontier)
 
     @property
     def valid(self) -> bool:
@@ -103,6 +104,8 @@ class Estimate:
             out["repeats"] = self.repeats
         if self.tuning is not None:
             out["tuning"] = self.tuning
+        if self.frontier is not None:
+            out["frontier"] = self.frontier
         return out
 
 
@@ -151,6 +154,7 @@ class Concentration:
         self._runs: dict = {}
         self._eps_plan: dict = {}    # (metric, alpha) -> epsilons that will be asked for
         self._halfspace: dict = {}   # (metric, alpha, method, n_components, epsilon) -> fit
+        self._projections: dict = {}  # half-space direction -> (fit, test) projections
         self.timings: dict = {}
 
     # ------------------------------------------------------------ helpers
@@ -229,7 +233,9 @@ class Concentration:
         return {name: region.evaluate(X) for name, X in sets.items()}
 
     def _estimate(self, family, method, metric, alpha, epsilon, params, regions, tuning=None,
-                  timings=None) -> Estimate:
+                  timings=None, frontier=None) -> Estimate:
+        """``frontier``: a ``read_at_alpha`` result (plus the frontier's own
+        description) whose reading joins the test figures."""
         t0 = time.perf_counter()
         per_repeat = [self._figures(r) for r in regions]
         self._tick("evaluate", t0)
@@ -248,9 +254,14 @@ class Concentration:
             figures[name] = fig
         repeats = [{name: dict(risk=f[name]["risk"], adv_risk=f[name]["adv_risk"]) for name in f}
                    for f in per_repeat]
+        if frontier is not None:
+            frontier = dict(frontier)
+            figures["test"]["adv_risk_at_alpha"] = frontier.pop("adv_risk_at_alpha")
+            figures["test"]["adv_risk_at_alpha_ci"] = frontier.pop("adv_risk_at_alpha_ci")
         return Estimate(family=family, method=method, metric=metric, alpha=alpha, epsilon=epsilon,
                         protocol=self.protocol, params=params, region=regions[0], figures=figures,
-                        repeats=repeats, tuning=tuning, timings=dict(timings or {}))
+                        repeats=repeats, tuning=tuning, timings=dict(timings or {}),
+                        frontier=frontier)
 
     # ------------------------------------------------------------ families
     @property
@@ -389,8 +400,30 @@ class Concentration:
                       n_components=n_components, threshold_alpha=float(fit.alpha_fit),
                       search_shared_by_epsilons=n_shared)
         family = "pca" if method == "pca" else "halfspace"
+        t0 = time.perf_counter()
+        frontier = self._threshold_frontier(base, fit, alpha)
+        timings["frontier"] = time.perf_counter() - t0
         return self._estimate(family, family, metric, alpha, epsilon, params, [region],
-                              timings=timings)
+                              timings=timings, frontier=frontier)
+
+    def _threshold_frontier(self, base, fit, alpha) -> dict:
+        """The fitted direction's thresholds at fitting-set ranks from a risk
+        below to above alpha (fixed without the test set), read at test risk
+        alpha (numbaconc.frontier)."""
+        from .frontier import member_ranks, read_at_alpha, threshold_frontier
+        from .halfspace import project_rows
+
+        key = base + (fit.component, fit.power, fit.side)
+        if key not in self._projections:  # one direction serves every epsilon of a grid
+            self._projections[key] = (project_rows(self.X_fit, fit.w),
+                                      project_rows(self.X_test, fit.w))
+        p_fit, p_test = self._projections[key]
+        ranks = member_ranks(alpha, len(p_fit), len(p_test))
+        counts = threshold_frontier(p_fit, p_test, fit.shift, ranks)
+        out = read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha)
+        out.update(parameter="threshold", fixed_by="fitting split (direction chosen as the row's)",
+                   fit_risk_range=[float(ranks[0] / len(p_fit)), float(ranks[-1] / len(p_fit))])
+        return out
 
     def run(self, method: str, *, metric: str, alpha: float, epsilon: float, **options):
         """One method by name; ``best`` returns (winner, all estimates).
@@ -481,6 +514,10 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
         # a valid estimate can sit above the truth, never clearly below it
         upper = result["test"]["adv_risk_ci"][1]
         truth["estimate_respects_truth"] = bool(upper >= truth["concentration"])
+        at_ci = result["test"].get("adv_risk_at_alpha_ci")
+        if at_ci is not None:  # the reading at alpha: its interval should hold an exact truth
+            truth["at_alpha_respects_truth"] = bool(at_ci[1] >= truth["concentration"])
+            truth["at_alpha_covers_truth"] = bool(at_ci[0] <= truth["concentration"] <= at_ci[1])
         result["ground_truth"] = truth
     stages = {f"{e.family}_{k}": v for e in estimates for k, v in e.timings.items()}
     result["timings"] = dict(conc.timings, **stages, total=time.perf_counter() - t0)
