@@ -152,3 +152,75 @@ def threshold_frontier(p_fit, p_test, shift: float, ranks) -> dict:
     R = n - np.searchsorted(s, b, side="left")  # #{p >= b}, inclusive like count_coverage
     A = n - np.searchsorted(s, b - float(shift), side="left")
     return dict(thresholds=b, risk_counts=R, adv_counts=A, n=n)
+
+
+def _sq_distances(X, centers: np.ndarray, block_rows: int = 8192) -> np.ndarray:
+    """(n, T) squared l2 distances in float64, row block by row block (exact
+    integers for uint8 rows and integer centres: every sum stays below 2**53)."""
+    n = X.shape[0]
+    c = np.asarray(centers, dtype=np.float64)
+    c_sq = (c * c).sum(axis=1)
+    out = np.empty((n, len(c)), dtype=np.float64)
+    for start in range(0, n, block_rows):
+        block = np.asarray(X[start:start + block_rows], dtype=np.float64)
+        d2 = (block * block).sum(axis=1)[:, None] - 2.0 * (block @ c.T) + c_sq[None, :]
+        out[start:start + len(block)] = np.maximum(d2, 0.0)
+    return out
+
+
+def _first_members(d2: np.ndarray, block_radii_sq: list, offsets: np.ndarray, grow) -> np.ndarray:
+    """Index of the first member containing each point; members are ball t
+    at the increasing squared radii ``block_radii_sq[t]`` on top of balls < t
+    in full. ``grow(r2)`` maps a member's squared radius to the squared
+    radius it is tested at (itself for E, (r + eps)^2 for E_eps)."""
+    n_total = int(offsets[-1])
+    first = np.full(d2.shape[0], n_total, dtype=np.int64)
+    for t, r2 in enumerate(block_radii_sq):
+        pos = np.searchsorted(grow(r2), d2[:, t], side="left")  # first radius reaching the point
+        inside = pos < len(r2)
+        np.minimum(first, np.where(inside, offsets[t] + pos, n_total), out=first)
+    return first
+
+
+def ball_prefix_frontier(X_fit, X_test, centers, radii_sq, epsilon: float, alpha: float,
+                         max_members: int = MAX_MEMBERS) -> dict:
+    """The greedy balls' frontier, from the fit's own prefix structure: member
+    (t, r) = balls 0..t-1 in full plus ball t at radius r, r running over the
+    fitting points' distances to centre t up to its fitted radius (the last
+    ball's radius also beyond, so the frontier reaches above alpha). Members
+    are nested in (t, r); only those whose fitting-set risk lies within
+    ``frontier_levels`` are kept (at most ``max_members``, evenly spaced).
+    Nothing here reads the test set but the final counts."""
+    centers = np.asarray(centers, dtype=np.float64)
+    radii_sq = np.asarray(radii_sq, dtype=np.float64)
+    T = len(radii_sq)
+    if T < 1:
+        raise NumbaconcError("a ball frontier needs at least one ball")
+    eps = float(epsilon)
+    d2_fit = _sq_distances(X_fit, centers)
+    blocks = []
+    for t in range(T):
+        r2 = np.unique(d2_fit[:, t])
+        blocks.append(r2 if t == T - 1 else r2[r2 <= radii_sq[t]])
+        if t < T - 1 and (not len(blocks[-1]) or blocks[-1][-1] < radii_sq[t]):
+            blocks[-1] = np.append(blocks[-1], radii_sq[t])  # the block ends at the full ball
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blocks])])
+    n_total = int(offsets[-1])
+    same = lambda r2: r2  # noqa: E731
+    grown = lambda r2: (np.sqrt(r2) + eps) ** 2  # noqa: E731
+    fit_risk = np.cumsum(np.bincount(_first_members(d2_fit, blocks, offsets, same),
+                                     minlength=n_total + 1)[:n_total])
+    n_fit = X_fit.shape[0]
+    lo, hi = frontier_levels(alpha, n_fit, X_test.shape[0])
+    keep = np.flatnonzero((fit_risk >= lo * n_fit) & (fit_risk <= hi * n_fit))
+    if len(keep) > max_members:
+        keep = keep[np.unique(np.round(np.linspace(0, len(keep) - 1, max_members)).astype(np.int64))]
+    if not len(keep):
+        raise NumbaconcError("the balls' frontier has no member near alpha on the fitting set")
+    d2_test = _sq_distances(X_test, centers)
+    # a point's first kept member is the first kept index at or after its first member
+    first_in = np.searchsorted(keep, _first_members(d2_test, blocks, offsets, same), side="left")
+    first_exp = np.searchsorted(keep, _first_members(d2_test, blocks, offsets, grown), side="left")
+    R, A = nested_counts(first_in, first_exp, len(keep))
+    return dict(risk_counts=R, adv_counts=A, n=X_test.shape[0],
+                fit_risk_range=[float(fit_risk[keep[0]] / n_fit), float(fit_risk[keep[-1]] / n_fit)])

@@ -361,8 +361,23 @@ class Concentration:
                              scale=self.scale, meta=dict(n_balls=int(clusters), delta=delta))
         params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
                       n_neighbors=int(knn.k))
+        t0 = time.perf_counter()
+        frontier = self._ball_frontier(fit, alpha, self.to_storage(epsilon))
+        timings["frontier"] = time.perf_counter() - t0
         return self._estimate("balls", "balls", "l2", alpha, epsilon, params, [region],
-                              timings=timings)
+                              timings=timings, frontier=frontier)
+
+    def _ball_frontier(self, fit, alpha, eps) -> dict:
+        """The fitted balls' prefixes (the last ball's radius running on past
+        its fit), fixed by the fitting split, read at test risk alpha."""
+        from .frontier import ball_prefix_frontier, read_at_alpha
+
+        counts = ball_prefix_frontier(self.X_fit, self.X_test, fit.centers, fit.radii_sq, eps, alpha)
+        out = read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha)
+        out.update(parameter="coverage (prefix of the greedy balls, last ball's radius)",
+                   fixed_by="fitting split (the row's own balls)",
+                   fit_risk_range=counts["fit_risk_range"])
+        return out
 
     def halfspace(self, *, alpha, epsilon, metric, method="search", n_components=None) -> Estimate:
         """Half-space: ``pca`` (top principal component, Gilmer et al.) or

@@ -145,3 +145,44 @@ def test_frontier_member_at_the_rows_threshold_is_the_row(tiny_h5):
             t = est.figures["test"]
             assert "adv_risk_at_alpha" in t and len(t["adv_risk_at_alpha_ci"]) == 2
             assert est.to_dict()["frontier"]["reading"]["members"] == len(ranks)
+
+
+def test_ball_frontier_is_nested_and_holds_the_fitted_balls(tiny_h5):
+    """Every prefix member is a union of balls; the member that is the fitted
+    region has its test counts (uint8: exact integer distances)."""
+    from numbaconc.balls import ball_coverage
+    from numbaconc.frontier import ball_prefix_frontier
+
+    with datasets.open_dataset(tiny_h5) as ds:
+        for protocol in ("holdout", "paper"):
+            conc = Concentration(ds, protocol=protocol)
+            est = conc.balls(alpha=0.05, epsilon=0.5, clusters=3)
+            C, r2 = est.region.arrays["centers"], est.region.arrays["radii_sq"]
+            eps = 0.5 * 255
+            c = ball_prefix_frontier(conc.X_fit, conc.X_test, C, r2, eps, 0.05, max_members=10**6)
+            inside, grown = ball_coverage(conc.X_test, C, r2, eps)
+            assert inside.sum() in c["risk_counts"]
+            j = int(np.flatnonzero(c["risk_counts"] == inside.sum())[-1])
+            assert c["adv_counts"][j] >= grown.sum()
+            assert grown.sum() in c["adv_counts"]
+            # brute force: member = first t balls plus ball t at each fitting distance
+            X = conc.X_test.astype(np.float64)
+            d2 = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+            Xf = conc.X_fit.astype(np.float64)
+            d2f = ((Xf[:, None, :] - C[None]) ** 2).sum(-1)
+            R_ref, A_ref = [], []
+            for t in range(len(r2)):
+                radii = np.unique(d2f[:, t])
+                radii = radii if t == len(r2) - 1 else np.union1d(radii[radii <= r2[t]], [r2[t]])
+                full = (d2[:, :t] <= r2[None, :t]).any(1)
+                full_g = (np.sqrt(d2[:, :t]) <= np.sqrt(r2[None, :t]) + eps).any(1)
+                for rr in radii:
+                    fit_cov = ((d2f[:, :t] <= r2[None, :t]).any(1) | (d2f[:, t] <= rr)).mean()
+                    lo, hi = (c["fit_risk_range"])
+                    if lo <= fit_cov <= hi:
+                        R_ref.append((full | (d2[:, t] <= rr)).sum())
+                        A_ref.append((full_g | (np.sqrt(d2[:, t]) <= np.sqrt(rr) + eps)).sum())
+            np.testing.assert_array_equal(c["risk_counts"], R_ref)
+            np.testing.assert_array_equal(c["adv_counts"], A_ref)
+            t = est.figures["test"]
+            assert t["adv_risk_at_alpha_ci"][0] <= (t["adv_risk_at_alpha"] or 0) <= t["adv_risk_at_alpha_ci"][1]
