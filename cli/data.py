@@ -57,6 +57,8 @@ def synth(
     d: Annotated[int, typer.Option("--d", min=1, help="Dimension.")] = 20,
     spectrum: Annotated[str, typer.Option(help="isotropic | power:P | spike:S | comma list of variances.")] = "isotropic",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rotate: Annotated[bool, typer.Option("--rotate/--no-rotate", help="Randomly rotate Sigma's eigenvectors "
+                                         "(--no-rotate: axis-aligned, so the closed form is exact under l-inf too).")] = True,
 ):
     """Write a Gaussian sample N(0, Sigma) whose concentration is known in closed form."""
     from numbaconc.errors import NumbaconcError
@@ -64,7 +66,8 @@ def synth(
 
     if kind != "gaussian":
         raise NumbaconcError(f"unknown synthetic distribution {kind!r} (gaussian)")
-    path = make_gaussian(out, n_train=n, n_test=n_test, d=d, spectrum=spectrum, random_state=seed)
+    path = make_gaussian(out, n_train=n, n_test=n_test, d=d, spectrum=spectrum, random_state=seed,
+                         rotate=rotate)
     with datasets.open_dataset(path) as ds:
         _print_info(datasets.describe(ds))
 

@@ -299,11 +299,13 @@ def locate(name: str, data_dir: Path | None):
     return datasets.open_dataset(out), f"{name}.h5", None
 
 
-def curve_rows(dataset_name: str, *, metric: str, alpha: float, epsilons, eps_texts,
+def curve_rows(dataset_name: str, *, metric: str, alpha, epsilons, eps_texts,
                methods, protocol: str, options: dict) -> list[RowSpec]:
-    """One row per (epsilon, method), for ``numbaconc curve``."""
+    """One row per (alpha, epsilon, method), for ``numbaconc curve``;
+    ``alpha``: one level or a sequence of them."""
     opts = _opts(**options)
-    return [RowSpec(dataset=dataset_name, metric=metric, alpha=alpha, epsilon=eps,
+    alphas = [float(a) for a in (alpha if isinstance(alpha, (list, tuple)) else [alpha])]
+    return [RowSpec(dataset=dataset_name, metric=metric, alpha=a, epsilon=eps,
                     epsilon_text=text, family=method, protocol=protocol, options=opts,
                     group="curve")
-            for eps, text in zip(epsilons, eps_texts) for method in methods]
+            for a in alphas for eps, text in zip(epsilons, eps_texts) for method in methods]

@@ -186,3 +186,39 @@ def test_ball_frontier_is_nested_and_holds_the_fitted_balls(tiny_h5):
             np.testing.assert_array_equal(c["adv_counts"], A_ref)
             t = est.figures["test"]
             assert t["adv_risk_at_alpha_ci"][0] <= (t["adv_risk_at_alpha"] or 0) <= t["adv_risk_at_alpha_ci"][1]
+
+
+def test_cli_gaussian_target_json_schema_and_alpha_curve(tmp_path):
+    """`data synth --no-rotate`, `measure --json` carries test.adv_risk_at_alpha
+    (+ _ci) and the frontier block; `curve --alpha A1,A2` draws against alpha."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from numbaconc_cli.main import app
+
+    def invoke(*args):
+        return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    g = tmp_path / "g.h5"
+    assert invoke("data", "synth", "gaussian", "-o", g, "--n", 4000, "--n-test", 4000, "--d", 10,
+                  "--spectrum", "spike:4", "--no-rotate").exit_code == 0
+    js = tmp_path / "m.json"
+    result = invoke("measure", g, "--metric", "linf", "--epsilon", "1", "--alpha", "0.05",
+                    "--method", "halfspace", "--json", js)
+    assert result.exit_code == 0, result.output
+    r = json.loads(js.read_text())
+    assert r["ground_truth"]["relation"] == "exact"
+    lo, hi = r["test"]["adv_risk_at_alpha_ci"]
+    assert lo <= r["test"]["adv_risk_at_alpha"] <= hi
+    assert set(r["frontier"]) >= {"reading", "parameter", "fixed_by", "fit_risk_range"}
+    assert set(r["frontier"]["reading"]) >= {"members", "bracket", "lower_member", "upper_member", "method"}
+    out = tmp_path / "curve"
+    result = invoke("curve", g, "--metric", "l2", "--alpha", "0.02,0.05,0.1", "--epsilon", "1",
+                    "--method", "halfspace", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "curve.json").read_text())["rows"]
+    assert sorted(r["spec"]["alpha"] for r in rows) == [0.02, 0.05, 0.1]
+    assert all(r["test"]["adv_risk_at_alpha"] is not None for r in rows)
+    assert (out / "curve.png").stat().st_size > 1000
+    assert invoke("curve", g, "--alpha", "0.02,1.5", "--out", out).exit_code == 1
