@@ -65,6 +65,10 @@ class RowSpec:
         return dict(self.options)
 
     @property
+    def paper_dict(self) -> dict:
+        return dict(self.paper)
+
+    @property
     def key(self) -> str:
         text = json.dumps([self.dataset, self.metric, self.alpha, round(self.epsilon, 10),
                            self.family, self.protocol, list(self.options), ROW_VERSION])
@@ -112,9 +116,15 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
             common = dict(dataset=dataset, metric="linf", alpha=r["alpha"], epsilon=r["epsilon"],
                           epsilon_text=r["epsilon_text"])
             paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], adv_risk_std=r["adv_risk_std"])
+            paper_opts = _opts(clusters=r["clusters"], q=r["q"], box="symmetric", repeats=repeats)
             rows.append(RowSpec(**common, family="boxes", protocol="paper", paper=paper,
-                                options=_opts(clusters=r["clusters"], q=r["q"], box="symmetric",
-                                              repeats=repeats)))
+                                options=paper_opts))
+            if r.get("epsilon_2019") is not None:  # the same row at the 2019 code's decimal
+                rows.append(RowSpec(
+                    dataset=dataset, metric="linf", alpha=r["alpha"], epsilon=r["epsilon_2019"],
+                    epsilon_text=f"{r['epsilon_2019']:g}", family="boxes", protocol="paper",
+                    options=paper_opts, group="as_2019",
+                    paper=paper + _opts(stated_epsilon_text=r["epsilon_text"])))
             rows.extend(_holdout_rows(common, "linf", grid, paper))
         for r in ref["defences"]:
             if r["dataset"] != dataset or quick:

@@ -47,3 +47,37 @@ def test_holdout_balls_plan_no_delta_paper_rows_keep_2019_delta():
     fashion = [r for r in plan("fashion-mnist") if r.metric == "l2" and r.family in ("balls", "best")]
     assert fashion and all(r.opts.get("delta", 0.0) == 0.0 for r in fashion)
 
+
+
+def _fake_row(epsilon, text, group, family="boxes", protocol="paper", at=None, paper=None):
+    test = dict(risk=0.056, adv_risk=0.079, adv_risk_ci=[0.074, 0.084], adv_risk_std=0.003)
+    if at is not None:
+        test.update(adv_risk_at_alpha=at, adv_risk_at_alpha_ci=[at - 0.01, at + 0.01])
+    spec = dict(dataset="cifar10", metric="linf", alpha=0.05, epsilon=epsilon, epsilon_text=text,
+                family=family, protocol=protocol, group=group, options={},
+                paper=paper or dict(risk=5.72, adv_risk=8.13, adv_risk_std=0.26))
+    return dict(spec=spec, test=test, alpha=0.05, family=family, protocol=protocol,
+                params=dict(clusters=10, q=0.68, component=3, power=16.0),
+                command=f"numbaconc measure cifar10.h5 --epsilon {text}", wall_seconds=1.0,
+                train=dict(risk=0.05, adv_risk=0.07))
+
+
+def test_report_shows_2019_decimal_rows_and_reading_at_alpha(tmp_path):
+    from numbaconc.report import write_report
+
+    plan_rows = [r for r in plan("cifar10") if r.group == "as_2019"]
+    assert sorted(r.epsilon for r in plan_rows) == [0.007843, 0.03137]
+    stated = {r.epsilon_text: r for r in plan("cifar10") if r.group == "table"
+              and r.family == "boxes" and r.protocol == "paper"}
+    for r in plan_rows:
+        assert r.opts == stated[r.paper_dict["stated_epsilon_text"]].opts
+    rows = [_fake_row(2 / 255, "2/255", "table"),
+            _fake_row(0.007843, "0.007843", "as_2019",
+                      paper=dict(risk=5.72, adv_risk=8.13, adv_risk_std=0.26, stated_epsilon_text="2/255")),
+            _fake_row(2 / 255, "2/255", "table", family="halfspace", protocol="holdout", at=0.0612)]
+    out = write_report(rows, tmp_path / "report.md", command="test", versions={}, wall_seconds=1.0,
+                       data_notes={}, pictures={})
+    text = out.read_text()
+    assert "as the 2019 code ran them" in text
+    assert "| 2/255 | 0.007843 (1.99996) |" in text
+    assert "**6.12** at α [5.12, 7.12]" in text
