@@ -111,6 +111,14 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
         linf = [r for r in ref["table1_linf_boxes"] if r["dataset"] == dataset]
         l2 = [r for r in ref["table3_l2_balls"] if r["dataset"] == dataset]
         if quick:
+            # every family at one epsilon per metric; the half-space search serves every
+            # epsilon at once, so the other epsilons add half-space rows (real curves)
+            for r, metric in [(r, "linf") for r in linf[:2] + linf[3:]] + [(r, "l2") for r in l2[1:]]:
+                paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], adv_risk_std=r.get("adv_risk_std"),
+                              pca_adv_risk=r.get("pca_adv_risk"))
+                rows.append(RowSpec(dataset=dataset, metric=metric, alpha=r["alpha"],
+                                    epsilon=r["epsilon"], epsilon_text=r["epsilon_text"],
+                                    family="halfspace", protocol="holdout", paper=paper))
             linf, l2 = linf[2:3], l2[:1]
         for r in linf:
             common = dict(dataset=dataset, metric="linf", alpha=r["alpha"], epsilon=r["epsilon"],
@@ -149,6 +157,10 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
         settings = ref["fashion_mnist_settings"]
         for metric in ("linf", "l2"):
             eps_list = settings[metric]["epsilons"][:1] if quick else settings[metric]["epsilons"]
+            for eps in settings[metric]["epsilons"][len(eps_list):]:  # quick: half-space curves
+                rows.append(RowSpec(dataset=dataset, metric=metric, alpha=settings[metric]["alpha"],
+                                    epsilon=eps, epsilon_text=f"{eps:g}", family="halfspace",
+                                    protocol="holdout"))
             for eps in eps_list:
                 common = dict(dataset=dataset, metric=metric, alpha=settings[metric]["alpha"],
                               epsilon=eps, epsilon_text=f"{eps:g}")

@@ -81,3 +81,25 @@ def test_report_shows_2019_decimal_rows_and_reading_at_alpha(tmp_path):
     assert "as the 2019 code ran them" in text
     assert "| 2/255 | 0.007843 (1.99996) |" in text
     assert "**6.12** at α [5.12, 7.12]" in text
+
+
+def test_quick_plan_has_halfspace_curves_and_report_leads_with_valid_rows(tmp_path):
+    from numbaconc.report import write_report
+
+    quick = plan("mnist", quick=True)
+    for metric, n_eps in (("linf", 4), ("l2", 3)):
+        eps = {r.epsilon for r in quick if r.metric == metric and r.family == "halfspace"
+               and r.protocol == "holdout" and r.group == "table"}
+        assert len(eps) == n_eps
+    fashion = plan("fashion-mnist", quick=True)
+    assert len({r.epsilon for r in fashion if r.family == "halfspace"}) == 6
+    invalid = _fake_row(0.3, "0.3", "table", family="boxes", protocol="holdout")
+    invalid["test"]["risk"] = 0.04  # below alpha = 0.05, no reading at alpha
+    valid = _fake_row(0.3, "0.3", "table", family="halfspace", protocol="holdout", at=0.0712)
+    out = write_report([invalid, valid, _fake_row(0.3, "0.3", "table")], tmp_path / "r.md",
+                       command="t", versions={}, wall_seconds=1.0, data_notes={}, pictures={})
+    text = out.read_text()
+    first = text.index("### ")
+    assert text[first:].startswith("### Estimates (holdout")
+    table = text[first:text.index("### ", first + 4)]
+    assert "**7.12** at α" in table and "†" not in table
