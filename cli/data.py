@@ -63,6 +63,8 @@ def synth(
     spectrum: Annotated[str, typer.Option(help="isotropic | power:P | spike:S | comma list of variances.")] = "isotropic",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    rotate: Annotated[bool, typer.Option("--rotate/--no-rotate", help="Randomly rotate Sigma's eigenvectors "
+                                         "(--no-rotate: axis-aligned, so the closed form is exact under l-inf too).")] = True,
 ):
     """Write a Gaussian sample N(0, Sigma) whose concentration is known in closed form,
     or (augment SOURCE) seeded deformations of a dataset's images, written block by block."""
@@ -77,7 +79,8 @@ def synth(
         raise NumbaconcError(f"gaussian takes no SOURCE (got {source!r})")
     n_test = 10000 if n_test is None else n_test
     check_outputs(files=[("--out", out)], force=force)
-    path = make_gaussian(out, n_train=n, n_test=n_test, d=d, spectrum=spectrum, random_state=seed)
+    path = make_gaussian(out, n_train=n, n_test=n_test, d=d, spectrum=spectrum, random_state=seed,
+                         rotate=rotate)
     with datasets.open_dataset(path) as ds:
         _print_info(datasets.describe(ds))
 

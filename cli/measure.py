@@ -116,7 +116,8 @@ def print_result(result: dict):
     title = (f"{result['inputs']['dataset']}  {result['metric']}  alpha={result['alpha']:g}  "
              f"eps={result['epsilon']:g}  protocol={result['protocol']} (selection on {result['selection']})")
     table = Table(title=title)
-    for col in ("family", "params", "train risk", "train adv", "test risk", "test adv risk", "95 % CI", "valid", "expansion"):
+    for col in ("family", "params", "train risk", "train adv", "test risk", "test adv risk", "95 % CI",
+                "adv risk at α [95 %]", "valid", "expansion"):
         table.add_column(col)
     for row in rows:
         test, train = row["test"], row["train"]
@@ -126,13 +127,16 @@ def print_result(result: dict):
         table.add_row(row["family"] + winner, params, pct(train["risk"]), pct(train["adv_risk"]),
                       pct(test["risk"], test.get("risk_std")), pct(test["adv_risk"], test.get("adv_risk_std")),
                       f"[{100 * test['adv_risk_ci'][0]:.2f}, {100 * test['adv_risk_ci'][1]:.2f}] %",
+                      _at_alpha(test),
                       "yes" if row["valid"] else "no (test risk < alpha)",
                       "exact" if row["exact_expansion"] else "upper bound")
     console.print(table)
     truth = result.get("ground_truth")
     if truth:
         console.print(f"ground truth ({truth['relation']}): {pct(truth['concentration'])}; "
-                      f"estimate respects it: {truth['estimate_respects_truth']}")
+                      f"estimate respects it: {truth['estimate_respects_truth']}"
+                      + (f"; interval at alpha covers it: {truth['at_alpha_covers_truth']}"
+                         if "at_alpha_covers_truth" in truth else ""))
     console.print(f"time: {result['timings']['total']:.1f} s")
 
 
@@ -143,6 +147,14 @@ def print_lower_bound(row: dict):
                   f"[bold]{pct(row['lower_bound'])}[/bold] of the points, for any classifier "
                   f"({row['edges']:,} conflict pairs within 2 eps)")
     console.print(DEFINITIONS + (" " + ZERO_BOUND if row["edges"] == 0 else ""))
+
+
+def _at_alpha(test: dict) -> str:
+    """The frontier read at test risk alpha (numbaconc.frontier), where the family has one."""
+    if test.get("adv_risk_at_alpha") is None:
+        return "–" if "adv_risk_at_alpha_ci" not in test else "not reached"
+    lo, hi = test["adv_risk_at_alpha_ci"]
+    return f"{pct(test['adv_risk_at_alpha'])} [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
 def _short(value):

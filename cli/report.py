@@ -136,7 +136,8 @@ def _pictures(runner: Runner, name: str, ds, out: Path) -> list:
 def curve(
     data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
     metric: Annotated[str, typer.Option(help="linf or l2.")] = "linf",
-    alpha: Annotated[float, typer.Option(help="Risk level.")] = 0.01,
+    alpha: Annotated[str, typer.Option(help="Risk level, or a comma list (e.g. 0.005,0.01,0.02): "
+                                            "with several, the plot is adversarial risk against alpha.")] = "0.01",
     epsilon: Annotated[str, typer.Option(help="Comma list in [0,1] units, e.g. 0.1,0.2,0.3 or 2/255,4/255.")] = "0.1,0.2,0.3,0.4",
     method: Annotated[str, typer.Option(help="One of boxes, balls, halfspace, pca, best (best = every family).")] = "best",
     protocol: Annotated[str, typer.Option(help="holdout or paper.")] = "holdout",
@@ -153,10 +154,14 @@ def curve(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for curve.json and curve.png.")] = Path("runs/curve"),
     force: Annotated[bool, typer.Option("--force", help="Recompute finished rows.")] = False,
 ):
-    """Concentration across an epsilon grid: one run, every neighbour list and clustering reused."""
+    """Concentration across an epsilon grid (or an alpha grid): one run, every neighbour list
+    and clustering reused."""
     from numbaconc.measure import canonical_metric
 
     metric = canonical_metric(metric)
+    alphas = parse_floats(alpha, "--alpha")
+    if not alphas or not all(0.0 < a < 1.0 for a in alphas):
+        raise NumbaconcError(f"--alpha: every level must be in (0, 1), got {alpha!r}")
     if method not in METHODS:
         raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     texts = [t.strip() for t in epsilon.split(",") if t.strip()]
@@ -172,7 +177,7 @@ def curve(
     runner = _runner(out, force=force, seed=seed)
     with datasets.open_dataset(data) as ds, progress_callback("curve") as progress:
         runner.progress = progress
-        specs = curve_rows(data, metric=metric, alpha=alpha, epsilons=eps, eps_texts=texts,
+        specs = curve_rows(data, metric=metric, alpha=alphas, epsilons=eps, eps_texts=texts,
                            methods=methods, protocol=protocol, options=options)
         rows = runner.run_all(specs, ds, data)
     good = [r for r in rows if "error" not in r]
@@ -180,20 +185,32 @@ def curve(
 
     from .common import pct
 
-    table = Table(title=f"{data} {metric} alpha={alpha:g} ({protocol})")
-    for col in ("epsilon", "family", "test risk", "test adv risk", "95 % CI", "train adv risk"):
+    table = Table(title=f"{data} {metric} alpha={','.join(f'{a:g}' for a in alphas)} ({protocol})")
+    for col in ("alpha", "epsilon", "family", "test risk", "test adv risk", "95 % CI", "adv risk at alpha [95 %]",
+                "train adv risk"):
         table.add_column(col)
     for row in rows:
+        a_text = f"{row['spec']['alpha']:g}"
         if "error" in row:
-            table.add_row(row["spec"]["epsilon_text"], row["spec"]["family"], "failed", row["error"], "", "")
+            table.add_row(a_text, row["spec"]["epsilon_text"], row["spec"]["family"], "failed", row["error"],
+                          "", "", "")
             continue
         family = row["family"] + (" (best)" if row["spec"]["family"] == "best" else "")
         t = row["test"]
-        table.add_row(row["spec"]["epsilon_text"], family, pct(t["risk"]), pct(t["adv_risk"], t.get("adv_risk_std")),
-                      f"[{100 * t['adv_risk_ci'][0]:.2f}, {100 * t['adv_risk_ci'][1]:.2f}] %", pct(row["train"]["adv_risk"]))
+        at = t.get("adv_risk_at_alpha")
+        at_text = "–" if at is None else (f"{pct(at)} [{100 * t['adv_risk_at_alpha_ci'][0]:.2f}, "
+                                          f"{100 * t['adv_risk_at_alpha_ci'][1]:.2f}]")
+        table.add_row(a_text, row["spec"]["epsilon_text"], family, pct(t["risk"]),
+                      pct(t["adv_risk"], t.get("adv_risk_std")),
+                      f"[{100 * t['adv_risk_ci'][0]:.2f}, {100 * t['adv_risk_ci'][1]:.2f}] %", at_text,
+                      pct(row["train"]["adv_risk"]))
     console.print(table)  # first: a write failure below (disk full) still shows the figures
     write_json(out / "curve.json", dict(command=_command_line(), versions=versions(), rows=rows))
     if good:
-        plot_curve(good, out / "curve.png", alpha=alpha,
-                   title=f"{Path(data).stem}, {metric}, alpha={alpha:g}")
+        if len(alphas) > 1:
+            plot_curve(good, out / "curve.png", x="alpha",
+                       title=f"{Path(data).stem}, {metric}: adversarial risk against alpha")
+        else:
+            plot_curve(good, out / "curve.png", alpha=alphas[0],
+                       title=f"{Path(data).stem}, {metric}, alpha={alphas[0]:g}")
     console.print(f"json: {out / 'curve.json'}" + (f"\nplot: {out / 'curve.png'}" if good else ""))

@@ -515,3 +515,13 @@ def halfspace_risks(X, fit: HalfSpaceFit, *, block_rows: int = 65536) -> tuple[i
     """(n_inside, n_inside_eps, n_samples) of a fitted half-space on X (e.g. the test split)."""
     inside, inside_eps = halfspace_coverage(X, fit.w, fit.b, fit.shift, block_rows=block_rows)
     return int(inside.sum()), int(inside_eps.sum()), int(inside.shape[0])
+
+
+def project_rows(X, w, *, block_rows: int = 65536) -> np.ndarray:
+    """w.x for every row of X, float64, by the kernel every half-space count
+    uses (so thresholds compared with these agree with ``halfspace_coverage``)."""
+    X = _check_matrix(X, "X")
+    w = np.asarray(w, dtype=np.float64)
+    if w.shape != (X.shape[1],) or not np.isfinite(w).all():
+        raise NumbaconcError(f"w must be a finite vector of shape ({X.shape[1]},)")
+    return _project64(X, w, "X", int(block_rows))

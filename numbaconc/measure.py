@@ -87,6 +87,7 @@ class Estimate:
     repeats: list = field(default_factory=list)
     tuning: dict | None = None
     timings: dict = field(default_factory=dict)
+    frontier: dict | None = None       # how test.adv_risk_at_alpha was read (numbaconc.frontier)
 
     @property
     def valid(self) -> bool:
@@ -103,6 +104,8 @@ class Estimate:
             out["repeats"] = self.repeats
         if self.tuning is not None:
             out["tuning"] = self.tuning
+        if self.frontier is not None:
+            out["frontier"] = self.frontier
         return out
 
 
@@ -162,6 +165,7 @@ class Concentration:
         self._runs: dict = {}
         self._eps_plan: dict = {}    # (metric, alpha) -> epsilons that will be asked for
         self._halfspace: dict = {}   # (metric, alpha, method, n_components, epsilon) -> fit
+        self._projections: dict = {}  # half-space direction -> (fit, test) projections
         self.timings: dict = {}
 
     # ------------------------------------------------------------ helpers
@@ -238,6 +242,16 @@ class Concentration:
         return (f"risk >= {target:.4g} on the {self.select_name} set (the selection target for "
                 f"alpha = {alpha:g}: alpha plus the holdout margin)")
 
+    @property
+    def halfspace_margin(self):
+        """Margin the half-space thresholds add on top of ``selection_alpha``:
+        none under ``holdout`` (the selection target alone sets how much a
+        region covers; with Prescott's margin too the region overshot alpha
+        by both); ``paper`` keeps Prescott's 0.5 / sqrt(n) (None: the
+        search's default). The balls' delta is the caller's: reproduce plans
+        the paper's 0.25 on MNIST paper rows only, 0 under holdout."""
+        return 0.0 if self.protocol == "holdout" else None
+
     def to_storage(self, epsilon: float) -> float:
         return float(epsilon) / self.scale
 
@@ -248,7 +262,9 @@ class Concentration:
         return {name: region.evaluate(X) for name, X in sets.items()}
 
     def _estimate(self, family, method, metric, alpha, epsilon, params, regions, tuning=None,
-                  timings=None) -> Estimate:
+                  timings=None, frontier=None) -> Estimate:
+        """``frontier``: a ``read_at_alpha`` result (plus the frontier's own
+        description) whose reading joins the test figures."""
         t0 = time.perf_counter()
         per_repeat = [self._figures(r) for r in regions]
         self._tick("evaluate", t0)
@@ -267,9 +283,14 @@ class Concentration:
             figures[name] = fig
         repeats = [{name: dict(risk=f[name]["risk"], adv_risk=f[name]["adv_risk"]) for name in f}
                    for f in per_repeat]
+        if frontier is not None:
+            frontier = dict(frontier)
+            figures["test"]["adv_risk_at_alpha"] = frontier.pop("adv_risk_at_alpha")
+            figures["test"]["adv_risk_at_alpha_ci"] = frontier.pop("adv_risk_at_alpha_ci")
         return Estimate(family=family, method=method, metric=metric, alpha=alpha, epsilon=epsilon,
                         protocol=self.protocol, params=params, region=regions[0], figures=figures,
-                        repeats=repeats, tuning=tuning, timings=dict(timings or {}))
+                        repeats=repeats, tuning=tuning, timings=dict(timings or {}),
+                        frontier=frontier)
 
     # ------------------------------------------------------------ families
     @property
@@ -370,8 +391,23 @@ class Concentration:
                              scale=self.scale, meta=dict(n_balls=int(clusters), delta=delta))
         params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
                       n_neighbors=int(knn.k))
+        t0 = time.perf_counter()
+        frontier = self._ball_frontier(fit, alpha, self.to_storage(epsilon))
+        timings["frontier"] = time.perf_counter() - t0
         return self._estimate("balls", "balls", "l2", alpha, epsilon, params, [region],
-                              timings=timings)
+                              timings=timings, frontier=frontier)
+
+    def _ball_frontier(self, fit, alpha, eps) -> dict:
+        """The fitted balls' prefixes (the last ball's radius running on past
+        its fit), fixed by the fitting split, read at test risk alpha."""
+        from .frontier import ball_prefix_frontier, read_at_alpha
+
+        counts = ball_prefix_frontier(self.X_fit, self.X_test, fit.centers, fit.radii_sq, eps, alpha)
+        out = read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha)
+        out.update(parameter="coverage (prefix of the greedy balls, last ball's radius)",
+                   fixed_by="fitting split (the row's own balls)",
+                   fit_risk_range=counts["fit_risk_range"])
+        return out
 
     def halfspace(self, *, alpha, epsilon, metric, method="search", n_components=None) -> Estimate:
         """Half-space: ``pca`` (top principal component, Gilmer et al.) or
@@ -387,10 +423,14 @@ class Concentration:
             grid = sorted(e for e in grid if base + (e,) not in self._halfspace)
             t0 = time.perf_counter()
             select = self.X_select if self.protocol == "holdout" else None
-            # thresholds and the validation constraint both aim at the selection target
+            # thresholds and the validation constraint both aim at the selection
+            # target, and under holdout that target is the only margin (no
+            # Prescott 0.5/sqrt(n) on top: two stacked margins overshoot alpha);
+            # ``paper`` keeps Prescott's margin (None = the search's default)
             fits = fit_halfspace_curve(self.X_fit, self.selection_alpha(alpha),
                                        [self.to_storage(e) for e in grid], metric=metric,
                                        method=method, n_components=n_components,
+                                       margin=self.halfspace_margin,
                                        X_select=select, progress=self.progress)
             share = (time.perf_counter() - t0) / len(grid)
             for e, f in zip(grid, fits):
@@ -402,10 +442,33 @@ class Concentration:
                                   scale=self.scale,
                                   meta=dict(method=method, component=fit.component, power=fit.power))
         params = dict(method=method, component=int(fit.component), power=float(fit.power),
-                      n_components=n_components, search_shared_by_epsilons=n_shared)
+                      n_components=n_components, threshold_alpha=float(fit.alpha_fit),
+                      search_shared_by_epsilons=n_shared)
         family = "pca" if method == "pca" else "halfspace"
+        t0 = time.perf_counter()
+        frontier = self._threshold_frontier(base, fit, alpha)
+        timings["frontier"] = time.perf_counter() - t0
         return self._estimate(family, family, metric, alpha, epsilon, params, [region],
-                              timings=timings)
+                              timings=timings, frontier=frontier)
+
+    def _threshold_frontier(self, base, fit, alpha) -> dict:
+        """The fitted direction's thresholds at fitting-set ranks from a risk
+        below to above alpha (fixed without the test set), read at test risk
+        alpha (numbaconc.frontier)."""
+        from .frontier import member_ranks, read_at_alpha, threshold_frontier
+        from .halfspace import project_rows
+
+        key = base + (fit.component, fit.power, fit.side)
+        if key not in self._projections:  # one direction serves every epsilon of a grid
+            self._projections[key] = (project_rows(self.X_fit, fit.w),
+                                      project_rows(self.X_test, fit.w))
+        p_fit, p_test = self._projections[key]
+        ranks = member_ranks(alpha, len(p_fit), len(p_test))
+        counts = threshold_frontier(p_fit, p_test, fit.shift, ranks)
+        out = read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha)
+        out.update(parameter="threshold", fixed_by="fitting split (direction chosen as the row's)",
+                   fit_risk_range=[float(ranks[0] / len(p_fit)), float(ranks[-1] / len(p_fit))])
+        return out
 
     def run(self, method: str, *, metric: str, alpha: float, epsilon: float, **options):
         """One method by name; ``best`` returns (winner, all estimates).
@@ -496,6 +559,10 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
         # a valid estimate can sit above the truth, never clearly below it
         upper = result["test"]["adv_risk_ci"][1]
         truth["estimate_respects_truth"] = bool(upper >= truth["concentration"])
+        at_ci = result["test"].get("adv_risk_at_alpha_ci")
+        if at_ci is not None:  # the reading at alpha: its interval should hold an exact truth
+            truth["at_alpha_respects_truth"] = bool(at_ci[1] >= truth["concentration"])
+            truth["at_alpha_covers_truth"] = bool(at_ci[0] <= truth["concentration"] <= at_ci[1])
         result["ground_truth"] = truth
     stages = {f"{e.family}_{k}": v for e in estimates for k, v in e.timings.items()}
     result["timings"] = dict(conc.timings, **stages, total=time.perf_counter() - t0)

@@ -36,31 +36,49 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def plot_curve(rows: list[dict], out: Path, *, title: str, alpha: float) -> Path:
-    """Test adversarial risk against epsilon per family, 95 % interval bands,
-    alpha as a reference line, train figures dashed."""
+def plot_curve(rows: list[dict], out: Path, *, title: str, alpha: float | None = None,
+               x: str = "epsilon") -> Path:
+    """Test adversarial risk against epsilon (``x="epsilon"``) or against
+    alpha (``x="alpha"``, one line per epsilon) per family: the frontier read
+    at alpha where the family has one (else the region's test figure), 95 %
+    interval bands; train figures dashed; alpha as a reference line."""
+    from .report import headline
+
     Figure = _pyplot()
+    if x not in ("epsilon", "alpha"):
+        raise NumbaconcError(f"x must be epsilon or alpha, got {x!r}")
     by_family = defaultdict(list)
     for row in rows:
         if "error" not in row and "test" in row:
-            by_family[(row["spec"]["family"], row["protocol"])].append(row)
+            line = (row["spec"]["family"], row["protocol"])
+            if x == "alpha":
+                line += (row["spec"].get("epsilon_text") or f"{row['epsilon']:g}",)
+            by_family[line].append(row)
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
-    for (family, protocol), items in sorted(by_family.items()):
-        items.sort(key=lambda r: r["epsilon"])
-        eps = np.array([r["epsilon"] for r in items])
-        test = np.array([r["test"]["adv_risk"] for r in items]) * 100
-        lo = np.array([r["test"]["adv_risk_ci"][0] for r in items]) * 100
-        hi = np.array([r["test"]["adv_risk_ci"][1] for r in items]) * 100
+    for line, items in sorted(by_family.items()):
+        family, protocol = line[:2]
+        items.sort(key=lambda r: r[x])
+        xs = np.array([r[x] for r in items])
+        heads = [headline(r["test"]) for r in items]
+        test = np.array([h[0] for h in heads]) * 100
+        lo = np.array([h[1][0] for h in heads]) * 100
+        hi = np.array([h[1][1] for h in heads]) * 100
         train = np.array([r["train"]["adv_risk"] for r in items]) * 100
         colour = FAMILY_COLOURS.get(family, None)
         style = "o-" if protocol == "holdout" else "s:"
-        ax.plot(eps, test, style, color=colour, label=f"{family} ({protocol})")
-        ax.fill_between(eps, lo, hi, color=colour, alpha=0.2, linewidth=0)
-        ax.plot(eps, train, "--", color=colour, alpha=0.7)
-    ax.axhline(alpha * 100, color="black", linewidth=0.8, linestyle=":", label=f"alpha = {alpha:g}")
-    ax.set_xlabel("epsilon ([0,1] units)")
-    ax.set_ylabel("adversarial risk (%)  — test solid, train dashed")
+        label = f"{family} ({protocol})" + (f", eps={line[2]}" if x == "alpha" else "")
+        ax.plot(xs, test, style, color=colour, label=label)
+        ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, linewidth=0)
+        ax.plot(xs, train, "--", color=colour, alpha=0.7)
+    if x == "epsilon" and alpha is not None:
+        ax.axhline(alpha * 100, color="black", linewidth=0.8, linestyle=":", label=f"alpha = {alpha:g}")
+    elif x == "alpha":
+        span = np.array(sorted({r["alpha"] for items in by_family.values() for r in items})) * 100
+        if len(span):
+            ax.plot(span, span, ":", color="black", linewidth=0.8, label="adv risk = alpha")
+    ax.set_xlabel(f"{x} ([0,1] units)" if x == "epsilon" else "alpha (risk level)")
+    ax.set_ylabel("adversarial risk (%): at alpha where read, test solid, train dashed")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -41,7 +41,12 @@ def reference_figures() -> dict:
 # change, so a finished row saved by an older version is recomputed.
 # 2: holdout boxes count E_eps within the pixel range by default.
 # 3: the holdout selection target covers the test sample's noise too; balls aim at it.
-ROW_VERSION = 3
+# 4: one margin under holdout (half-spaces: no Prescott margin; balls: delta 0);
+#    every row reads its frontier at alpha (test.adv_risk_at_alpha).
+ROW_VERSION = 4
+# Under holdout the selection target alone sets the coverage: the balls add no
+# delta (the paper rows keep the 2019 code's 0.25 on MNIST, 0 on CIFAR-10).
+HOLDOUT_DELTA = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class RowSpec:
     @property
     def opts(self) -> dict:
         return dict(self.options)
+
+    @property
+    def paper_dict(self) -> dict:
+        return dict(self.paper)
 
     @property
     def key(self) -> str:
@@ -104,14 +113,28 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
         linf = [r for r in ref["table1_linf_boxes"] if r["dataset"] == dataset]
         l2 = [r for r in ref["table3_l2_balls"] if r["dataset"] == dataset]
         if quick:
+            # every family at one epsilon per metric; the half-space search serves every
+            # epsilon at once, so the other epsilons add half-space rows (real curves)
+            for r, metric in [(r, "linf") for r in linf[:2] + linf[3:]] + [(r, "l2") for r in l2[1:]]:
+                paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], adv_risk_std=r.get("adv_risk_std"),
+                              pca_adv_risk=r.get("pca_adv_risk"))
+                rows.append(RowSpec(dataset=dataset, metric=metric, alpha=r["alpha"],
+                                    epsilon=r["epsilon"], epsilon_text=r["epsilon_text"],
+                                    family="halfspace", protocol="holdout", paper=paper))
             linf, l2 = linf[2:3], l2[:1]
         for r in linf:
             common = dict(dataset=dataset, metric="linf", alpha=r["alpha"], epsilon=r["epsilon"],
                           epsilon_text=r["epsilon_text"])
             paper = _opts(risk=r["risk"], adv_risk=r["adv_risk"], adv_risk_std=r["adv_risk_std"])
+            paper_opts = _opts(clusters=r["clusters"], q=r["q"], box="symmetric", repeats=repeats)
             rows.append(RowSpec(**common, family="boxes", protocol="paper", paper=paper,
-                                options=_opts(clusters=r["clusters"], q=r["q"], box="symmetric",
-                                              repeats=repeats)))
+                                options=paper_opts))
+            if r.get("epsilon_2019") is not None:  # the same row at the 2019 code's decimal
+                rows.append(RowSpec(
+                    dataset=dataset, metric="linf", alpha=r["alpha"], epsilon=r["epsilon_2019"],
+                    epsilon_text=f"{r['epsilon_2019']:g}", family="boxes", protocol="paper",
+                    options=paper_opts, group="as_2019",
+                    paper=paper + _opts(stated_epsilon_text=r["epsilon_text"])))
             rows.extend(_holdout_rows(common, "linf", grid, paper))
         for r in ref["defences"]:
             if r["dataset"] != dataset or quick:
@@ -122,8 +145,7 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
                           defence=r["defence"], defence_risk=r["defence_risk"],
                           defence_adv_risk=r["defence_adv_risk"])
             rows.append(RowSpec(**common, family="best", protocol="holdout", paper=paper,
-                                options=_family_options(r["metric"], grid, r.get("clusters"),
-                                                        0.25 if dataset == "mnist" else 0.0)))
+                                options=_family_options(r["metric"], grid, r.get("clusters"))))
         for r in l2:
             common = dict(dataset=dataset, metric="l2", alpha=r["alpha"], epsilon=r["epsilon"],
                           epsilon_text=r["epsilon_text"])
@@ -132,28 +154,32 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
                 rows.append(RowSpec(**common, family="balls", protocol="paper", paper=paper,
                                     options=_opts(clusters=r["clusters"], delta=r["delta"])))
             rows.append(RowSpec(**common, family="pca", protocol="paper", paper=paper))
-            rows.extend(_holdout_rows(common, "l2", grid, paper, clusters=r["clusters"],
-                                      delta=r["delta"]))
+            rows.extend(_holdout_rows(common, "l2", grid, paper, clusters=r["clusters"]))
     else:  # fashion-mnist: no paper figures; the same families at alpha = 0.05
         settings = ref["fashion_mnist_settings"]
         for metric in ("linf", "l2"):
             eps_list = settings[metric]["epsilons"][:1] if quick else settings[metric]["epsilons"]
+            for eps in settings[metric]["epsilons"][len(eps_list):]:  # quick: half-space curves
+                rows.append(RowSpec(dataset=dataset, metric=metric, alpha=settings[metric]["alpha"],
+                                    epsilon=eps, epsilon_text=f"{eps:g}", family="halfspace",
+                                    protocol="holdout"))
             for eps in eps_list:
                 common = dict(dataset=dataset, metric=metric, alpha=settings[metric]["alpha"],
                               epsilon=eps, epsilon_text=f"{eps:g}")
-                rows.extend(_holdout_rows(common, metric, grid, (), clusters=20, delta=0.25))
+                rows.extend(_holdout_rows(common, metric, grid, (), clusters=20))
     return rows
 
 
-def _family_options(metric, grid, clusters=None, delta=None) -> tuple:
+def _family_options(metric, grid, clusters=None) -> tuple:
+    """Options of a holdout row's own family (and of its ``best``)."""
     if metric == "linf":
         return _opts(box="tight", t_grid=tuple(grid))
-    return _opts(clusters=clusters or 20, delta=delta)
+    return _opts(clusters=clusters or 20, delta=HOLDOUT_DELTA)
 
 
-def _holdout_rows(common, metric, grid, paper, clusters=None, delta=None) -> list[RowSpec]:
+def _holdout_rows(common, metric, grid, paper, clusters=None) -> list[RowSpec]:
     main = "boxes" if metric == "linf" else "balls"
-    family_opts = _family_options(metric, grid, clusters, delta)
+    family_opts = _family_options(metric, grid, clusters)
     return [
         RowSpec(**common, family=main, protocol="holdout", paper=paper, options=family_opts),
         RowSpec(**common, family="halfspace", protocol="holdout", paper=paper),
@@ -376,11 +402,13 @@ def locate(name: str, data_dir: Path | None):
     return datasets.open_dataset(out), f"{name}.h5", None
 
 
-def curve_rows(dataset_name: str, *, metric: str, alpha: float, epsilons, eps_texts,
+def curve_rows(dataset_name: str, *, metric: str, alpha, epsilons, eps_texts,
                methods, protocol: str, options: dict) -> list[RowSpec]:
-    """One row per (epsilon, method), for ``numbaconc curve``."""
+    """One row per (alpha, epsilon, method), for ``numbaconc curve``;
+    ``alpha``: one level or a sequence of them."""
     opts = _opts(**options)
-    return [RowSpec(dataset=dataset_name, metric=metric, alpha=alpha, epsilon=eps,
+    alphas = [float(a) for a in (alpha if isinstance(alpha, (list, tuple)) else [alpha])]
+    return [RowSpec(dataset=dataset_name, metric=metric, alpha=a, epsilon=eps,
                     epsilon_text=text, family=method, protocol=protocol, options=opts,
                     group="curve")
-            for eps, text in zip(epsilons, eps_texts) for method in methods]
+            for a in alphas for eps, text in zip(epsilons, eps_texts) for method in methods]

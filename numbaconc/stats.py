@@ -55,3 +55,18 @@ def gaussian_concentration(alpha: float, epsilon: float, sigma_max: float) -> fl
     if not (sigma_max > 0.0 and math.isfinite(sigma_max)):
         raise NumbaconcError(f"sigma_max must be finite and > 0, got {sigma_max}")
     return float(_st.norm.cdf(_st.norm.ppf(alpha) + epsilon / sigma_max))
+
+
+def clopper_pearson_many(k, n: int, level: float = 0.95):
+    """``clopper_pearson`` for an array of counts out of the same n: (low, high) arrays."""
+    import numpy as np
+
+    k = np.asarray(k, dtype=np.int64)
+    n = int(n)
+    if n <= 0 or k.size and (k.min() < 0 or k.max() > n):
+        raise NumbaconcError(f"counts must be in [0, n={n}]")
+    tail = (1.0 - _check_level(level)) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k == 0, 0.0, _st.beta.ppf(tail, np.maximum(k, 1), n - k + 1))
+        high = np.where(k == n, 1.0, _st.beta.ppf(1.0 - tail, k + 1, np.maximum(n - k, 1)))
+    return low.astype(np.float64), high.astype(np.float64)
