@@ -56,7 +56,7 @@ import numpy as np
 from . import budget
 from .errors import NumbaconcError
 from .kernels import bound as _kernels
-from .knn import _check_matrix, _column_order, _prepare, canonical_metric, gemm_slack
+from .knn import _check_finite, _check_matrix, _column_order, _prepare, canonical_metric, gemm_slack
 
 METRICS = ("l2", "linf")
 DEFINITIONS = (
@@ -175,8 +175,12 @@ def conflict_edges(X, labels, *, metric: str, epsilons, scale: float,
         raise NumbaconcError(f"{n} points: int32 indices hold at most 2^31 - 1")
     thr = storage_thresholds(eps, metric=metric, scale=scale, dtype=dtype)
     exact_u8 = dtype == np.uint8
-    cols = _column_order(X, n, d) if metric == "linf" else np.arange(d)
-    P, _, _, sq = _prepare(X, n, d, dtype, cols, "X")
+    if metric == "linf":
+        cols = _column_order(X, n, d, "X")
+    else:
+        _check_finite(X, "X")
+        cols = np.arange(d)
+    P, _, _, sq = _prepare(X, n, d, dtype, cols, np.arange(n))
     gemm = metric == "l2" and exact_u8
     if gemm:
         # rows by norm: a block pair whose norms differ by more than 2 eps is
