@@ -161,7 +161,8 @@ def test_concentration_holds_views_with_the_copies_figures(tiny_h5):
         np.testing.assert_array_equal(np.asarray(conc.X_select), train[conc.val_rows])
         est = conc.halfspace(alpha=0.05, epsilon=0.05, metric="linf", n_components=6)
         dense = fit_halfspace(train[conc.fit_rows], conc.selection_alpha(0.05), 0.05 * 255,
-                              metric="linf", n_components=6, X_select=train[conc.val_rows])
+                              metric="linf", n_components=6, X_select=train[conc.val_rows],
+                              margin=conc.halfspace_margin)
         np.testing.assert_array_equal(est.region.arrays["w"], dense.w)
         assert float(est.region.arrays["b"]) == dense.b
         assert est.figures["train"]["risk"] == dense.train_risk
