@@ -3,16 +3,13 @@
 Every stage asks ``rows_for(bytes_per_row)`` how many rows it may hold at
 once, so its working set is set by the budget, not by n. The budget comes
 from ``set_budget`` (the CLI's ``--memory``), else ``$NUMBACONC_MEMORY``,
-else ``DEFAULT``. ``stage_peak`` measures the peak resident memory of a
-stage, for the JSON outputs.
+else ``DEFAULT``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
-import time
 from contextlib import contextmanager
 
 from .errors import NumbaconcError
@@ -87,42 +84,3 @@ def rows_for(bytes_per_row: float, share: float = 0.25, *, minimum: int = 1,
 def fits(nbytes: float, share: float = 0.5) -> bool:
     """Whether an array of ``nbytes`` may be held in memory whole."""
     return nbytes <= share * get_budget()
-
-
-def peak_rss() -> int:
-    """Peak resident memory of this process so far, in bytes."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5); False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-@contextmanager
-def stage_peak(record: dict, stage: str):
-    """Record ``{stage: {"seconds", "peak_bytes"}}`` in ``record`` for the block.
-
-    Where the peak mark cannot be reset, ``peak_bytes`` is the process peak so
-    far (an upper bound of the stage's own peak).
-    """
-    _reset_peak()
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        entry = record.setdefault(stage, {"seconds": 0.0, "peak_bytes": 0})
-        entry["seconds"] += time.perf_counter() - start
-        entry["peak_bytes"] = max(entry["peak_bytes"], peak_rss())
