@@ -13,6 +13,7 @@ from . import bound as bound_commands
 from . import data as data_commands
 from . import knn as knn_commands
 from . import measure as measure_commands
+from . import report as report_commands
 from .common import handles_errors
 
 app = typer.Typer(
@@ -26,13 +27,7 @@ app.add_typer(data_commands.app, name="data", help="Import datasets to HDF5, ins
 knn_commands.register(app)
 measure_commands.register(app)
 bound_commands.register(app)
-
-try:  # reproduce / curve arrive with the reporting module
-    from . import report as report_commands
-
-    report_commands.register(app)
-except ImportError:  # pragma: no cover
-    pass
+report_commands.register(app)
 
 
 def _version(value: bool):

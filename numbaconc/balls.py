@@ -25,6 +25,9 @@ import numpy as np
 from . import budget
 from .errors import NumbaconcError
 from .kernels import balls as _k
+from .validation import as_matrix, check_alpha, check_epsilon, check_float, check_int, check_matrix
+
+_DTYPES = (np.uint8, np.float32, np.float64)
 
 _FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
                    # doubles per call up to the evaluator's capacity (thin GEMMs
@@ -65,15 +68,8 @@ class BallsFit:
 
 def _as_data(X, name="X") -> np.ndarray:
     """uint8 / float32 / float64 (n, d) C-contiguous array (memmaps stay memmaps)."""
-    if hasattr(X, "shape") and hasattr(X, "dtype") and not isinstance(X, np.ndarray):
-        X = X[...]  # h5py.Dataset and similar: read it
-    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise NumbaconcError(f"{name} must be a non-empty 2-D array, got shape {X.shape}")
-    if X.dtype not in (np.uint8, np.float32, np.float64):
-        raise NumbaconcError(f"{name} must be uint8, float32 or float64, got {X.dtype}")
-    if not X.flags.c_contiguous:
-        X = np.ascontiguousarray(X)
+    X = as_matrix(X, _DTYPES, name)
+    X = np.ascontiguousarray(X[...] if not isinstance(X, np.ndarray) else X)  # h5py: read it
     if X.dtype != np.uint8 and not np.isfinite(X).all():
         raise NumbaconcError(f"{name} contains NaN or inf")
     return X
@@ -254,26 +250,17 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     """
     X = _as_data(X)
     n = X.shape[0]
-    for name, value in (("alpha", alpha), ("epsilon", epsilon), ("delta", delta)):
-        if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-            raise NumbaconcError(f"{name} must be a finite number, got {value!r}")
-    if not 0.0 < alpha < 1.0:
-        raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
-    if epsilon < 0:
-        raise NumbaconcError(f"epsilon must be >= 0, got {epsilon}")
-    if delta < 0:
-        raise NumbaconcError(f"delta must be >= 0, got {delta}")
-    if isinstance(n_balls, bool) or not isinstance(n_balls, (int, np.integer)) or n_balls < 1:
-        raise NumbaconcError(f"n_balls must be an integer >= 1, got {n_balls!r}")
+    alpha = check_alpha(alpha)
+    epsilon = check_epsilon(epsilon)
+    delta = check_float(delta, "delta", low=0.0)
+    n_balls = check_int(n_balls, "n_balls", low=1)
     N = _target(alpha, delta, n)
     if N > n:
         raise NumbaconcError(f"alpha * (1 + delta) asks for {N} covered points but n = {n}")
     if neighbors is None:
         if n_neighbors is None:
             n_neighbors = min(n, 2 * math.ceil(alpha * n))
-        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) \
-                or not 1 <= n_neighbors <= n:
-            raise NumbaconcError(f"n_neighbors must be an integer in [1, {n}], got {n_neighbors!r}")
+        n_neighbors = check_int(n_neighbors, "n_neighbors", low=1, high=n)
         from .knn import knn  # imported late: optional until needed
 
         neighbors = knn(X, int(n_neighbors), metric="l2", include_self=True)
@@ -375,16 +362,14 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
                     expanded=expanded, history=history, epsilon=eps)
 
 
-def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int = 65536):
+def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int | None = None):
     """(inside, inside_grown), (n,) bool each: rows of X with d**2 <= r**2 for
     some ball, and with d <= r + margin (``d**2 <= max(r**2, (r + margin)**2)``).
 
     ``X`` (n, d) uint8/float32 (memmap or h5py dataset, read in row blocks);
     ``centers`` (T, d) and ``radii_sq`` (T,) in the same storage units.
     """
-    if not hasattr(X, "shape") or len(X.shape) != 2:
-        raise NumbaconcError("X must be a 2-D array")
-    n, d = X.shape
+    n, d, dtype = check_matrix(X, _DTYPES, "X")
     centers = np.asarray(centers, dtype=np.float64)
     radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
     if centers.ndim != 2 or centers.shape[1] != d or radii_sq.shape != (centers.shape[0],):
@@ -392,14 +377,10 @@ def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int = 6553
                              f"{centers.shape} and {radii_sq.shape}")
     if not (np.isfinite(centers).all() and np.isfinite(radii_sq).all()) or (radii_sq < 0).any():
         raise NumbaconcError("centers and radii_sq must be finite, radii_sq >= 0")
-    if not isinstance(margin, (int, float, np.integer, np.floating)) or not math.isfinite(margin) \
-            or margin < 0:
-        raise NumbaconcError(f"margin must be a finite number >= 0, got {margin!r}")
-    if not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
-        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
-    dtype = np.dtype(X.dtype)
-    if dtype not in (np.uint8, np.float32, np.float64):
-        raise NumbaconcError(f"X must be uint8, float32 or float64, got {dtype}")
+    margin = check_float(margin, "margin", low=0.0)
+    if block_rows is None:
+        block_rows = budget.rows_for(d * (dtype.itemsize + 8), 0.125, minimum=64)
+    block_rows = check_int(block_rows, "block_rows", low=1)
     integer = bool(dtype == np.uint8 and np.all(centers == np.rint(centers))
                    and centers.min(initial=0) >= 0 and centers.max(initial=0) <= 255)
     C = np.ascontiguousarray(centers.astype(np.uint8) if integer else centers)

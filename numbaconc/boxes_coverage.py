@@ -24,36 +24,33 @@ import numpy as np
 from .errors import NumbaconcError
 from .kernels import boxes as _b
 from .kernels import kmeans as _k
-from .kmeans import readonly
+from .validation import CHUNK_ROWS as _CHUNK_ROWS
+from .validation import check_choice, check_float, check_int, check_matrix, checked_blocks, readonly
 
 SHAPES = ("symmetric", "tight")
-_CHUNK_ROWS = 4096
 
 
 def _n_rows_cols(X, name="X"):
-    shape = getattr(X, "shape", None)
-    dtype = getattr(X, "dtype", None)
-    if shape is None or dtype is None or len(shape) != 2:
-        raise NumbaconcError(f"{name} must be a 2-D array or h5py dataset, got {type(X).__name__}")
-    if np.dtype(dtype) not in (np.uint8, np.float32):
-        raise NumbaconcError(f"{name} must be uint8 or float32, got {np.dtype(dtype)}")
-    if shape[0] < 1 or shape[1] < 1:
-        raise NumbaconcError(f"{name} is empty (shape {tuple(shape)})")
-    return int(shape[0]), int(shape[1])
+    n, d, _ = check_matrix(X, name=name)
+    return n, d
 
 
 def _blocks(X, block_rows):
-    """Yield (start, C-contiguous block) over the rows of X, NaN/inf checked."""
-    n = X.shape[0]
-    for a in range(0, n, block_rows):
-        b = min(n, a + block_rows)
-        block = X[a:b]
-        if not isinstance(block, np.ndarray) or not block.flags.c_contiguous:
-            block = np.ascontiguousarray(block)
-        block = readonly(block)  # one compiled signature per dtype
-        if block.dtype == np.float32 and _k.count_nonfinite(block, _CHUNK_ROWS) > 0:
-            raise NumbaconcError(f"X contains NaN or inf (rows {a}..{b - 1})")
-        yield a, block
+    """Yield (start, C-contiguous read-only block) over the rows of X, NaN/inf
+    checked (read-only: one compiled signature per dtype)."""
+    for a, _, block in checked_blocks(X, block_rows):
+        yield a, readonly(block)
+
+
+def _block_rows(X, block_rows):
+    """Rows per block: as given, or one eighth of the memory budget's worth."""
+    if block_rows is None:
+        from .budget import rows_for
+
+        # whole chunks: the chunk layout (and so any float sum) is that of any other block size
+        rows = rows_for(X.shape[1] * (np.dtype(X.dtype).itemsize + 8), 0.125, minimum=_CHUNK_ROWS)
+        return rows // _CHUNK_ROWS * _CHUNK_ROWS
+    return check_int(block_rows, "block_rows", low=1)
 
 
 def _check_float_matrix(A, shape, name):
@@ -69,7 +66,7 @@ def _check_float_matrix(A, shape, name):
 
 
 def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric",
-                        block_rows: int = 65536):
+                        block_rows: int | None = None):
     """One box per cluster, as (box_centers, half_widths), both (T, d) float64.
 
     shape="symmetric" (the paper's): the box centre is the cluster centre
@@ -87,11 +84,8 @@ def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric
     one, or 0).
     """
     n, d = _n_rows_cols(X)
-    if shape not in SHAPES:
-        raise NumbaconcError(f"shape must be one of {SHAPES}, got {shape!r}")
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
-        raise NumbaconcError(f"n_clusters must be an integer >= 1, got {n_clusters!r}")
-    T = int(n_clusters)
+    check_choice(shape, SHAPES, "box shape")
+    T = check_int(n_clusters, "n_clusters", low=1)
     labels = np.asarray(labels)
     if labels.shape != (n,):
         raise NumbaconcError(f"labels must have shape ({n},), got {labels.shape}")
@@ -100,8 +94,7 @@ def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     if labels.size and labels.max() >= T:
         raise NumbaconcError(f"labels must be < n_clusters={T}, got {labels.max()}")
-    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
-        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+    block_rows = _block_rows(X, block_rows)
 
     def chunked(kernel_out_shape):
         return np.empty((-(-min(block_rows, n) // _CHUNK_ROWS), *kernel_out_shape))
@@ -187,7 +180,7 @@ def check_domain(domain):
 
 
 def box_coverage(X, box_centers, half_widths, margin: float, *, domain=None,
-                 block_rows: int = 65536):
+                 block_rows: int | None = None):
     """Which rows are in the union of the boxes, and of the boxes grown by ``margin``.
 
     Returns (inside, inside_grown), (n,) bool each, from one pass over X:
@@ -216,14 +209,8 @@ def box_coverage(X, box_centers, half_widths, margin: float, *, domain=None,
     T = box_centers.shape[0]
     box_centers = _check_float_matrix(box_centers, (T, d), "box_centers")
     half_widths = _check_float_matrix(half_widths, (T, d), "half_widths")
-    try:
-        margin = float(margin)
-    except (TypeError, ValueError):
-        raise NumbaconcError(f"margin must be a number, got {margin!r}") from None
-    if not np.isfinite(margin) or margin < 0:
-        raise NumbaconcError(f"margin must be finite and >= 0, got {margin}")
-    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
-        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+    margin = check_float(margin, "margin", low=0.0)
+    block_rows = _block_rows(X, block_rows)
     empty_box = (half_widths < 0).any(axis=1)
     below, above = face_slack(box_centers, half_widths, margin, domain)
     # uint8 rows cannot leave a domain that holds [0, 255]: no pass to check them

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,9 +44,11 @@ import numpy as np
 from . import budget
 from .errors import NumbaconcError
 from .kernels import halfspace as _k
+from .validation import REGION_METRICS, as_matrix, check_float, check_int, check_metric, checked_blocks
 
-METRICS = ("l2", "linf")
+METRICS = REGION_METRICS
 METHODS = ("pca", "search")
+_DTYPES = (np.uint8, np.float32, np.float64)
 DEFAULT_POWERS = (1.0, 2.0, 4.0, 8.0, 16.0)
 _SEARCH_BLOCK = 8192  # rows per float32 block cast from X in the search
 _STAT_BLOCK = 8192  # rows per float64 block for the covariance
@@ -86,46 +87,8 @@ def dual_norm(w: np.ndarray, metric: str) -> float:
 
 
 def _check_matrix(X, name: str):
-    """Accept an ndarray / memmap, an h5py.Dataset or a numbaconc Split."""
-    X = getattr(X, "x", X)  # datasets.Split
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        X = np.asarray(X)
-    if len(X.shape) != 2:
-        raise NumbaconcError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
-    if X.dtype not in (np.uint8, np.float32, np.float64):
-        raise NumbaconcError(f"{name} has dtype {X.dtype} (uint8, float32 or float64 expected)")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise NumbaconcError(f"{name} is empty (shape {tuple(X.shape)})")
-    return X
-
-
-def _blocks(X, block_rows: int, name: str):
-    """Yield (start, stop, C-contiguous block); float blocks are checked finite."""
-    n = X.shape[0]
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        block = np.ascontiguousarray(X[start:stop])
-        if block.dtype != np.uint8 and not np.isfinite(block).all():
-            raise NumbaconcError(f"{name} contains NaN or inf (rows {start}..{stop - 1})")
-        yield start, stop, block
-
-
-def _check_metric(metric) -> str:
-    if metric not in METRICS:
-        raise NumbaconcError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    return metric
-
-
-def _check_float(value, name: str, lo: float | None = None, *, open_lo=False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise NumbaconcError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise NumbaconcError(f"{name} must be finite, got {value}")
-    if lo is not None and (value < lo or (open_lo and value == lo)):
-        raise NumbaconcError(f"{name} must be {'>' if open_lo else '>='} {lo}, got {value}")
-    return value
+    """An ndarray / memmap, h5py.Dataset, RowView or numbaconc Split (its rows)."""
+    return as_matrix(X, _DTYPES, name)
 
 
 def _quantile_rank(alpha: float, n: int) -> int:
@@ -133,13 +96,14 @@ def _quantile_rank(alpha: float, n: int) -> int:
     return int(min(n, max(1, math.ceil(round(alpha * n, 9)))))
 
 
-def _project64(X, w: np.ndarray, name: str, block_rows: int = 65536) -> np.ndarray:
-    """X @ w in float64 by the fixed-order kernel (identical for any block size)."""
+def _project64(X, w: np.ndarray, name: str, block_rows: int | None = None) -> np.ndarray:
+    """X @ w in float64 by the fixed-order kernel (identical for any block size;
+    ``block_rows`` at most, default what the memory budget allows)."""
     w = np.ascontiguousarray(w, dtype=np.float64)
     out = np.empty(X.shape[0], dtype=np.float64)
-    block_rows = min(block_rows, budget.rows_for(X.shape[1] * np.dtype(X.dtype).itemsize, 0.125,
-                                                 minimum=64))
-    for start, stop, block in _blocks(X, block_rows, name):
+    fits = budget.rows_for(X.shape[1] * np.dtype(X.dtype).itemsize, 0.125, minimum=64)
+    block_rows = fits if block_rows is None else min(block_rows, fits)
+    for start, stop, block in checked_blocks(X, block_rows, name):
         _k.project_rows(block, w, out[start:stop])
     return out
 
@@ -172,11 +136,11 @@ def principal_components(X, *, block_rows: int = _STAT_BLOCK, name: str = "X"):
     if n < 2:
         raise NumbaconcError(f"{name} needs at least 2 samples for a covariance, got {n}")
     total = np.zeros(d, dtype=np.float64)
-    for _, _, block in _blocks(X, block_rows, name):
+    for _, _, block in checked_blocks(X, block_rows, name):
         total += block.sum(axis=0, dtype=np.float64)
     mean = total / n
     cov = np.zeros((d, d), dtype=np.float64)
-    for _, _, block in _blocks(X, block_rows, name):
+    for _, _, block in checked_blocks(X, block_rows, name):
         centred = block.astype(np.float64) - mean
         cov += centred.T @ centred  # numpy uses syrk for A.T @ A
     cov /= n - 1
@@ -229,7 +193,7 @@ class _Projector:
         m = Wt.shape[0]
         P = self.P[:m]
         # finite check only on the first pass over the data
-        rows_iter = _blocks(self.X, self.rows, self.name) if not self._checked else _raw_blocks(self.X, self.rows)
+        rows_iter = checked_blocks(self.X, self.rows, self.name, finite=not self._checked)
         for start, stop, block in rows_iter:
             size = stop - start
             if block.dtype == np.float32:
@@ -242,13 +206,6 @@ class _Projector:
             P[:, start:stop] = tmp
         self._checked = True
         return P
-
-
-def _raw_blocks(X, block_rows: int):
-    n = X.shape[0]
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        yield start, stop, np.ascontiguousarray(X[start:stop])
 
 
 # ---------------------------------------------------------------------- API
@@ -277,7 +234,7 @@ def fit_halfspace(X, alpha: float, epsilon: float, *, metric: str, method: str =
     products that run well below the BLAS peak; the result does not depend
     on the batch.
     """
-    epsilon = _check_float(epsilon, "epsilon", 0.0)
+    epsilon = check_float(epsilon, "epsilon", low=0.0)
     return fit_halfspace_curve(X, alpha, [epsilon], metric=metric, method=method,
                                n_components=n_components, powers=powers, margin=margin,
                                X_select=X_select, batch=batch, progress=progress)[0]
@@ -295,7 +252,7 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
     """
     X = _check_matrix(X, "X")
     n, d = X.shape
-    alpha = _check_float(alpha, "alpha")
+    alpha = check_float(alpha, "alpha")
     if not 0.0 < alpha < 1.0:
         raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
     try:
@@ -304,17 +261,13 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
         raise NumbaconcError(f"epsilon values must be numbers, got {epsilons!r}") from None
     if not eps_list:
         raise NumbaconcError("epsilon: give at least one value")
-    eps_arr = np.array([_check_float(e, "epsilon", 0.0) for e in eps_list])
-    metric = _check_metric(metric)
+    eps_arr = np.array([check_float(e, "epsilon", low=0.0) for e in eps_list])
+    metric = check_metric(metric)
     if method not in METHODS:
         raise NumbaconcError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise NumbaconcError(f"batch must be a positive integer, got {batch!r}")
-    if n_components is None:
-        n_components = d
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral) \
-            or not 1 <= n_components <= d:
-        raise NumbaconcError(f"n_components must be an integer in [1, {d}], got {n_components!r}")
+    batch = check_int(batch, "batch", low=1)
+    n_components = check_int(d if n_components is None else n_components, "n_components",
+                             low=1, high=d)
     if method == "pca":
         powers, n_components = (1.0,), 1
     try:
@@ -325,7 +278,7 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
         raise NumbaconcError(f"powers must be a non-empty sequence of positive numbers, got {powers!r}")
     if margin is None:
         margin = 0.5 / math.sqrt(n) if method == "search" else 0.0
-    margin = _check_float(margin, "margin", 0.0)
+    margin = check_float(margin, "margin", low=0.0)
     alpha_fit = alpha + margin
     if alpha_fit >= 1.0:
         raise NumbaconcError(f"alpha + margin must be < 1, got {alpha} + {margin:.4g}")
@@ -490,7 +443,7 @@ def _coverage_from_projection(p: np.ndarray, b: float, shift: float):
     return inside, inside_eps
 
 
-def halfspace_coverage(X, w, b, shift: float, *, block_rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def halfspace_coverage(X, w, b, shift: float, *, block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inside E: w.x >= b, inside E_eps: w.x >= b - shift) as boolean arrays.
 
     ``shift`` = epsilon * ||w||_* in storage units (``fit.shift``). Projections
@@ -503,25 +456,25 @@ def halfspace_coverage(X, w, b, shift: float, *, block_rows: int = 65536) -> tup
         raise NumbaconcError(f"w must have shape ({X.shape[1]},), got {w.shape}")
     if not np.isfinite(w).all():
         raise NumbaconcError("w contains NaN or inf")
-    b = _check_float(b, "b")
-    shift = _check_float(shift, "shift", 0.0)
-    if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral) or block_rows < 1:
-        raise NumbaconcError(f"block_rows must be a positive integer, got {block_rows!r}")
-    p = _project64(X, w, "X", int(block_rows))
+    b = check_float(b, "b")
+    shift = check_float(shift, "shift", low=0.0)
+    if block_rows is not None:
+        block_rows = check_int(block_rows, "block_rows", low=1)
+    p = _project64(X, w, "X", block_rows)
     return _coverage_from_projection(p, b, shift)
 
 
-def halfspace_risks(X, fit: HalfSpaceFit, *, block_rows: int = 65536) -> tuple[int, int, int]:
+def halfspace_risks(X, fit: HalfSpaceFit, *, block_rows: int | None = None) -> tuple[int, int, int]:
     """(n_inside, n_inside_eps, n_samples) of a fitted half-space on X (e.g. the test split)."""
     inside, inside_eps = halfspace_coverage(X, fit.w, fit.b, fit.shift, block_rows=block_rows)
     return int(inside.sum()), int(inside_eps.sum()), int(inside.shape[0])
 
 
-def project_rows(X, w, *, block_rows: int = 65536) -> np.ndarray:
+def project_rows(X, w, *, block_rows: int | None = None) -> np.ndarray:
     """w.x for every row of X, float64, by the kernel every half-space count
     uses (so thresholds compared with these agree with ``halfspace_coverage``)."""
     X = _check_matrix(X, "X")
     w = np.asarray(w, dtype=np.float64)
     if w.shape != (X.shape[1],) or not np.isfinite(w).all():
         raise NumbaconcError(f"w must be a finite vector of shape ({X.shape[1]},)")
-    return _project64(X, w, "X", int(block_rows))
+    return _project64(X, w, "X", block_rows)

@@ -57,26 +57,12 @@ from . import budget, datasets
 from .errors import NumbaconcError
 from .integrity import array_digest
 from .kernels import knn as _kernels
-
-METRICS = {
-    "l1": "l1", "cityblock": "l1", "manhattan": "l1",
-    "l2": "l2", "euclidean": "l2",
-    "linf": "linf", "chebyshev": "linf", "inf": "linf",
-}
+from .validation import METRICS, canonical_metric, check_finite, check_int, check_matrix  # noqa: F401 (METRICS: the registry, re-exported)
 
 _READ_ROWS = 8192        # rows per read when copying the input
 _BASE_BLOCK_BYTES = 1 << 20  # base block kept in L2 while queries stream over it
 _QUERY_BLOCK = 512       # queries per kernel call (progress granularity)
 _PAR_CHUNK = 8           # queries per dynamic scheduling chunk (early exit is uneven)
-
-
-def canonical_metric(name: str) -> str:
-    """Map an alias (``cityblock``, ``euclidean``, ``chebyshev`` ...) to l1 / l2 / linf."""
-    try:
-        return METRICS[str(name).lower()]
-    except KeyError:
-        raise NumbaconcError(
-            f"unknown metric {name!r} (choose from {', '.join(sorted(METRICS))})") from None
 
 
 def list_dtypes(metric: str, dtype, n_rows: int, d: int):
@@ -174,22 +160,7 @@ def scratch_array(shape, dtype, share: float = 0.25, *, zero: bool = False) -> n
 # ------------------------------------------------------------------ input
 
 
-def _check_matrix(X, name: str):
-    shape = getattr(X, "shape", None)
-    dtype = getattr(X, "dtype", None)
-    if shape is None or dtype is None:
-        raise NumbaconcError(f"{name}: expected an array (n, d), got {type(X).__name__}")
-    if len(shape) != 2:
-        raise NumbaconcError(f"{name}: expected a 2-D array (n, d), got shape {tuple(shape)}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.uint8, np.float32):
-        raise NumbaconcError(f"{name}: dtype {dtype} not supported (uint8 or float32)")
-    if shape[0] < 1 or shape[1] < 1:
-        raise NumbaconcError(f"{name}: empty array of shape {tuple(shape)}")
-    return int(shape[0]), int(shape[1]), dtype
-
-
-def _column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
+def column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
     """Columns by decreasing variance (stable), computed block by block
     (float input is checked for NaN / inf on the way)."""
     total = np.zeros(d)
@@ -205,14 +176,7 @@ def _column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
     return np.argsort(-var, kind="stable")
 
 
-def _check_finite(X, name: str) -> None:
-    if np.dtype(X.dtype) != np.uint8:
-        for a in range(0, X.shape[0], _READ_ROWS):
-            if not np.isfinite(np.asarray(X[a:a + _READ_ROWS])).all():
-                raise NumbaconcError(f"{name}: contains NaN or inf")
-
-
-def _prepare(X, n: int, d: int, dtype, cols: np.ndarray, position: np.ndarray):
+def prepare_rows(X, n: int, d: int, dtype, cols: np.ndarray, position: np.ndarray):
     """Copy X with permuted (and for uint8 zero-padded) columns, row i going to
     row ``position[i]`` (the visit order), into a scratch array; row sums /
     norms in the same order. One pass over X.
@@ -249,7 +213,7 @@ def _embed(B, Q, cols: np.ndarray, d: int):
     principal directions of a base sample (float32), block by block."""
     rng = np.random.default_rng(0)
     n = B.shape[0]
-    sample = datasets.take_rows(B, np.sort(rng.choice(n, size=min(n, 2048), replace=False)))
+    sample = datasets.RowView(B).take(np.sort(rng.choice(n, size=min(n, 2048), replace=False)))
     sample = sample[:, cols].astype(np.float64)
     mean = sample.mean(axis=0)
     sample -= mean
@@ -484,31 +448,27 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     default they are allocated in memory.
     """
     metric = canonical_metric(metric)
-    n, d, dtype = _check_matrix(base, "base")
+    n, d, dtype = check_matrix(base, name="base")
     all_pairs = queries is None
     if all_pairs:
         m = n
         exclude_self = not include_self
         available = n if include_self else n - 1
     else:
-        m, dq, qdtype = _check_matrix(queries, "queries")
+        m, dq, qdtype = check_matrix(queries, name="queries")
         if dq != d:
             raise NumbaconcError(f"queries: {dq} features but base has {d}")
         if qdtype != dtype:
             raise NumbaconcError(f"queries: dtype {qdtype} but base is {dtype}")
         exclude_self = False
         available = n
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise NumbaconcError(f"k must be an integer, got {k!r}")
-    k = int(k)
-    if k < 1:
-        raise NumbaconcError(f"k must be >= 1, got {k}")
+    k = check_int(k, "k", low=1)
     if k > available:
         raise NumbaconcError(
             f"k={k} exceeds the {available} available neighbours "
             f"({n} base rows{'' if include_self or not all_pairs else ', self excluded'})")
-    if block_rows is not None and (not isinstance(block_rows, (int, np.integer)) or block_rows < 1):
-        raise NumbaconcError(f"block_rows must be a positive integer, got {block_rows!r}")
+    if block_rows is not None:
+        block_rows = check_int(block_rows, "block_rows", low=1)
     idx_type, dist_type, squared = list_dtypes(metric, dtype, n, d)
     if out is None:
         out_idx = np.empty((m, k), dtype=idx_type)
@@ -523,9 +483,9 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     # by a coarse k-means in a small PCA space, and each query block meets the
     # base blocks nearest to it first, so thresholds get tight early. The
     # prepared copies are written in that order directly (one copy each).
-    cols = _column_order(base, n, d)
+    cols = column_order(base, n, d)
     if not all_pairs:
-        _check_finite(queries, "queries")
+        check_finite(queries, "queries")
     b_emb, q_emb = _embed(base, None if all_pairs else queries, cols, d)
     b_order = _cluster_order(b_emb)
     q_order = b_order if all_pairs else _cluster_order(q_emb)
@@ -539,11 +499,11 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
         pos[order] = np.arange(len(order), dtype=np.int64)
         return pos
 
-    B, b_sum, b_l1, b_sq = _prepare(base, n, d, dtype, cols, position(b_order))
+    B, b_sum, b_l1, b_sq = prepare_rows(base, n, d, dtype, cols, position(b_order))
     if all_pairs:
         Q, q_sum, q_l1, q_sq = B, b_sum, b_l1, b_sq
     else:
-        Q, q_sum, q_l1, q_sq = _prepare(queries, m, d, dtype, cols, position(q_order))
+        Q, q_sum, q_l1, q_sq = prepare_rows(queries, m, d, dtype, cols, position(q_order))
     b_key = np.sqrt(b_sq.astype(np.float64)) if metric == "l2" else b_l1
     q_key = np.sqrt(q_sq.astype(np.float64)) if metric == "l2" else q_l1
 

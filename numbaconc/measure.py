@@ -28,10 +28,12 @@ import numpy as np
 from . import __version__
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
-from .errors import NumbaconcError
+from .errors import NumbaconcError, OptionError
 from .knn import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, halfspace_region
 from .stats import clopper_pearson
+from .validation import REGION_METRICS, check_alpha, check_choice, check_epsilon, check_float
+from .validation import canonical_metric as _canonical_metric
 
 PROTOCOLS = ("holdout", "paper")
 METHODS = ("boxes", "balls", "halfspace", "pca", "best")
@@ -47,8 +49,6 @@ METHOD_OPTIONS = {
 # one-sided 95 %: the selection risk must clear alpha by this many standard
 # deviations of (validation estimate - test estimate)
 SELECTION_Z = 1.645
-METRIC_NAMES = {"linf": "linf", "l-inf": "linf", "inf": "linf", "chebyshev": "linf",
-                "l2": "l2", "euclidean": "l2"}
 
 
 def versions() -> dict:
@@ -126,10 +126,9 @@ class Concentration:
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
                  val_fraction: float = 0.2, seed: int = 0, progress=None,
                  selection_z: float = SELECTION_Z):
-        if protocol not in PROTOCOLS:
-            raise NumbaconcError(f"unknown protocol {protocol!r} (holdout or paper)")
-        if not 0.0 < val_fraction < 1.0:
-            raise NumbaconcError(f"validation fraction must be in (0, 1), got {val_fraction}")
+        check_choice(protocol, PROTOCOLS, "protocol")
+        val_fraction = check_float(val_fraction, "val_fraction", low=0.0, high=1.0,
+                                   low_open=True, high_open=True)
         self.ds = dataset
         self.protocol = protocol
         self.val_fraction = val_fraction
@@ -313,15 +312,16 @@ class Concentration:
         """
         self._check_inputs(alpha, epsilon)
         if domain and self.domain is None:
-            raise NumbaconcError("counting within the data domain needs uint8 images "
-                                 f"(this dataset is {self.X_test.dtype}): use --no-domain")
+            raise OptionError("counting within the data domain needs uint8 images "
+                              f"(this dataset is {self.X_test.dtype}): use {{off}}", off="domain=False")
         if domain is None:
             domain = self.protocol == "holdout" and self.domain is not None
         box_domain = self.domain if domain else None
         if q is not None and not 0.0 < q < 1.0 + 1e-12:
             raise NumbaconcError(f"q must be in (0, 1], got {q}")
         if q is not None and clusters is None:
-            raise NumbaconcError("--q needs --clusters (or use --tune)")
+            raise OptionError("{q} needs {clusters} (or use {tune})", q="q", clusters="clusters",
+                              tune="tune=True")
         eps = self.to_storage(epsilon)
         model = self._boxes_model(box, density_k, max_iter)
         timings = {}
@@ -371,8 +371,7 @@ class Concentration:
         from .balls import fit_balls
 
         self._check_inputs(alpha, epsilon)
-        if delta < 0:
-            raise NumbaconcError(f"delta must be >= 0, got {delta}")
+        delta = check_float(delta, "delta", low=0.0)
         # the paper used 2*ceil(alpha*n) neighbours; longer lists cost little in the kNN step
         # and leave far fewer candidates for the exact fallback (bench/RESULTS-balls.md).
         # Any length gives the same balls: the holdout subset takes what the
@@ -475,11 +474,10 @@ class Concentration:
         Each method sees only its own options, and results are memoised, so
         ``best`` after a family (or a rerun) is free."""
         metric = canonical_metric(metric)
-        if method not in METHODS:
-            raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+        check_choice(method, METHODS, "method")
         if method in ("boxes", "balls") and metric != FAMILY_METRIC[method]:
-            raise NumbaconcError(f"{method} are the {FAMILY_LABEL[method]} family: "
-                                 f"use --metric {FAMILY_METRIC[method]}")
+            raise OptionError(f"{method} are the {FAMILY_LABEL[method]} family: use {{metric}}",
+                              metric=f"metric={FAMILY_METRIC[method]!r}")
         if method != "best":
             options = _pick(options, METHOD_OPTIONS[method])
         key = (method, metric, alpha, epsilon, tuple(sorted(
@@ -510,10 +508,8 @@ class Concentration:
 
 
 def canonical_metric(metric: str) -> str:
-    try:
-        return METRIC_NAMES[metric.lower()]
-    except KeyError:
-        raise NumbaconcError(f"unknown metric {metric!r} (linf or l2)") from None
+    """A region metric (``linf`` or ``l2``) from its name or an alias."""
+    return _canonical_metric(metric, REGION_METRICS)
 
 
 def _pick(options: dict, names) -> dict:
@@ -521,10 +517,8 @@ def _pick(options: dict, names) -> dict:
 
 
 def _check_alpha_eps(alpha, epsilon):
-    if not 0.0 < alpha < 1.0:
-        raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
-    if not (math.isfinite(epsilon) and epsilon >= 0):  # NaN compares False to everything
-        raise NumbaconcError(f"epsilon must be finite and >= 0, got {epsilon}")
+    check_alpha(alpha)
+    check_epsilon(epsilon)
 
 
 def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, method: str,
@@ -543,7 +537,8 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
     else:
         winner, estimates = outcome, [outcome]
     result = dict(
-        inputs=dict(dataset=dataset.name, path=str(dataset.path), checksum=dataset.checksum,
+        inputs=dict(dataset=dataset.name, path=None if dataset.path is None else str(dataset.path),
+                    checksum=dataset.checksum,
                     metric=canonical_metric(metric), alpha=alpha, epsilon=epsilon, method=method,
                     protocol=protocol, seed=seed,
                     val_fraction=val_fraction if protocol == "holdout" else None,
@@ -572,8 +567,7 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
 
 
 def _ground_truth(dataset, alpha, eps_storage, metric):
-    try:
-        from .synth import ground_truth
-    except ImportError:
-        return None
-    return ground_truth(dataset, alpha, eps_storage, metric)
+    """The closed form of a generated Gaussian file (None for other data and for arrays)."""
+    from .synth import ground_truth
+
+    return None if dataset.path is None else ground_truth(dataset, alpha, eps_storage, metric)
