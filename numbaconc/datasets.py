@@ -402,9 +402,6 @@ class Split:
         """Rows [start, stop) as a C-contiguous array (a view for memmaps)."""
         return np.ascontiguousarray(self.x[start:stop])
 
-    def take(self, index) -> np.ndarray:
-        return take_rows(self.x, index)
-
     def array(self) -> np.ndarray:
         """The whole matrix: zero copy for a memmap, read into memory otherwise."""
         if isinstance(self.x, np.ndarray):
@@ -515,19 +512,6 @@ def dataset_from_arrays(X_train, X_test, *, y_train=None, y_test=None, name: str
     return Dataset(path=None, name=name, image_shape=tuple(image_shape or (d,)), scale=scale,
                    checksum=digest, train=Split("train", X_train, y_train),
                    test=Split("test", X_test, y_test), _digest=digest)
-
-
-def take_rows(x, index) -> np.ndarray:
-    """``x[index]`` for an ndarray or an h5py dataset (which needs sorted indices)."""
-    index = np.asarray(index, dtype=np.int64)
-    if isinstance(x, np.ndarray):
-        return np.ascontiguousarray(x[index])
-    order = np.argsort(index, kind="stable")
-    uniq, inverse = np.unique(index[order], return_inverse=True)
-    block = x[uniq]
-    out = np.empty((len(index),) + block.shape[1:], dtype=block.dtype)
-    out[order] = block[inverse]
-    return out
 
 
 def _read_labels(f: h5py.File, split: str, n: int, path: Path):

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__
+from . import __version__, budget
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
 from .errors import NumbaconcError, OptionError
 from .knn import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, halfspace_region
+from .stages import PEAK_SOURCE, recording, stage
 from .stats import clopper_pearson
 from .validation import REGION_METRICS, check_alpha, check_choice, check_epsilon, check_float
 from .validation import canonical_metric as _canonical_metric
@@ -189,8 +190,9 @@ class Concentration:
             k_full = k
             if exact_k:  # both protocols fetch what the holdout subset needs: one search
                 k_full = subset_fetch_k(k, 1.0 - self.val_fraction, n)
-            result, _ = cached_knn(self.ds, k_full, metric=metric, split="train",
-                                   include_self=True, progress=self.progress)
+            with stage(f"knn_{metric}", n=n, d=self.ds.train.n_features, k=k_full):
+                result, _ = cached_knn(self.ds, k_full, metric=metric, split="train",
+                                       include_self=True, progress=self.progress)
             if self.fit_rows is not None:
                 result = subset_knn(result, self.fit_rows, self.X_fit, k if exact_k else None)
             elif result.k > k and exact_k:  # rows are sorted: the first k are the k nearest
@@ -265,7 +267,8 @@ class Concentration:
         """``frontier``: a ``read_at_alpha`` result (plus the frontier's own
         description) whose reading joins the test figures."""
         t0 = time.perf_counter()
-        per_repeat = [self._figures(r) for r in regions]
+        with stage("evaluate", family=family, regions=len(regions)):
+            per_repeat = [self._figures(r) for r in regions]
         self._tick("evaluate", t0)
         figures = {}
         for name in per_repeat[0]:
@@ -482,18 +485,22 @@ class Concentration:
             options = _pick(options, METHOD_OPTIONS[method])
         key = (method, metric, alpha, epsilon, tuple(sorted(
             (k, v) for k, v in options.items() if v is not None)))
-        if key not in self._runs:
-            if method == "boxes":
-                result = self.boxes(alpha=alpha, epsilon=epsilon, **options)
-            elif method == "balls":
-                result = self.balls(alpha=alpha, epsilon=epsilon, **options)
-            elif method in ("halfspace", "pca"):
-                result = self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
-                                        method="pca" if method == "pca" else "search", **options)
-            else:
-                result = self.best(metric=metric, alpha=alpha, epsilon=epsilon, **options)
-            self._runs[key] = result
+        if key not in self._runs and method != "best":
+            with stage(method, n_fit=len(self.X_fit), d=self.X_fit.shape[1], metric=metric,
+                       alpha=alpha, epsilon=epsilon):
+                self._runs[key] = self._run_family(method, metric, alpha, epsilon, options)
+        elif key not in self._runs:
+            self._runs[key] = self.best(metric=metric, alpha=alpha, epsilon=epsilon, **options)
         return self._runs[key]
+
+    def _run_family(self, method, metric, alpha, epsilon, options) -> Estimate:
+        """One family's fit (the per-family options, e.g. an LU weight, enter here)."""
+        if method == "boxes":
+            return self.boxes(alpha=alpha, epsilon=epsilon, **options)
+        if method == "balls":
+            return self.balls(alpha=alpha, epsilon=epsilon, **options)
+        return self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
+                              method="pca" if method == "pca" else "search", **options)
 
     def best(self, *, metric, alpha, epsilon, **options):
         """Every family that applies to the metric; the winner has the lowest
@@ -531,7 +538,8 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
     t0 = time.perf_counter()
     conc = Concentration(dataset, protocol=protocol, val_fraction=val_fraction, seed=seed,
                          progress=progress)
-    outcome = conc.run(method, metric=metric, alpha=alpha, epsilon=epsilon, **options)
+    with recording() as stage_records:
+        outcome = conc.run(method, metric=metric, alpha=alpha, epsilon=epsilon, **options)
     if method == "best":
         winner, estimates = outcome
     else:
@@ -561,6 +569,9 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
         result["ground_truth"] = truth
     stages = {f"{e.family}_{k}": v for e in estimates for k, v in e.timings.items()}
     result["timings"] = dict(conc.timings, **stages, total=time.perf_counter() - t0)
+    # issue 12: the budget the run had, and each stage's seconds and peak memory
+    result["budget"] = dict(bytes=budget.get_budget(), peak_memory=PEAK_SOURCE)
+    result["stages"] = stage_records
     result["versions"] = versions()
     result["_region"] = winner.region
     return result
