@@ -11,6 +11,7 @@ from rich.table import Table
 
 from numbaconc import api, datasets
 from numbaconc.boxes import BOX_SHAPES, DEFAULT_T_GRID
+from numbaconc.api import measure as run_measure
 from numbaconc.errors import NumbaconcError
 from numbaconc.measure import METHODS, PROTOCOLS
 from numbaconc.outputs import write_json
@@ -71,7 +72,7 @@ def measure(
         raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
     check_outputs(files=[("--json", json_out), ("--region", region_out)], force=force, cache=True)
     with progress_callback("measure") as progress:
-        result = api.measure(data, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
+        result = run_measure(data, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
                              protocol=protocol.value, clusters=clusters, q=q, tune=tune,
                              t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")], box=box.value,
                              domain=domain, delta=delta, repeats=repeats, seed=seed,

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import budget
+from .coverage import _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
 from .errors import NumbaconcError
 from .kernels import balls as _k
-from .validation import as_matrix, check_alpha, check_epsilon, check_float, check_int, check_matrix
-
-_DTYPES = (np.uint8, np.float32, np.float64)
+from .validation import check_alpha, check_epsilon, check_float, check_int
 
 _FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
                    # doubles per call up to the evaluator's capacity (thin GEMMs
@@ -64,15 +63,6 @@ class BallsFit:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _as_data(X, name="X") -> np.ndarray:
-    """uint8 / float32 / float64 (n, d) C-contiguous array (memmaps stay memmaps)."""
-    X = as_matrix(X, _DTYPES, name)
-    X = np.ascontiguousarray(X[...] if not isinstance(X, np.ndarray) else X)  # h5py: read it
-    if X.dtype != np.uint8 and not np.isfinite(X).all():
-        raise NumbaconcError(f"{name} contains NaN or inf")
-    return X
 
 
 def _check_neighbors(neighbors, n: int):
@@ -360,37 +350,3 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
                     centers=np.asarray(X[center_index], dtype=np.float64).reshape(len(centers), -1),
                     radii=np.sqrt(radii_sq), radii_sq=radii_sq, covered=covered,
                     expanded=expanded, history=history, epsilon=eps)
-
-
-def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int | None = None):
-    """(inside, inside_grown), (n,) bool each: rows of X with d**2 <= r**2 for
-    some ball, and with d <= r + margin (``d**2 <= max(r**2, (r + margin)**2)``).
-
-    ``X`` (n, d) uint8/float32 (memmap or h5py dataset, read in row blocks);
-    ``centers`` (T, d) and ``radii_sq`` (T,) in the same storage units.
-    """
-    n, d, dtype = check_matrix(X, _DTYPES, "X")
-    centers = np.asarray(centers, dtype=np.float64)
-    radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
-    if centers.ndim != 2 or centers.shape[1] != d or radii_sq.shape != (centers.shape[0],):
-        raise NumbaconcError(f"centers must be (T, {d}) and radii_sq (T,), got "
-                             f"{centers.shape} and {radii_sq.shape}")
-    if not (np.isfinite(centers).all() and np.isfinite(radii_sq).all()) or (radii_sq < 0).any():
-        raise NumbaconcError("centers and radii_sq must be finite, radii_sq >= 0")
-    margin = check_float(margin, "margin", low=0.0)
-    if block_rows is None:
-        block_rows = budget.rows_for(d * (dtype.itemsize + 8), 0.125, minimum=64)
-    block_rows = check_int(block_rows, "block_rows", low=1)
-    integer = bool(dtype == np.uint8 and np.all(centers == np.rint(centers))
-                   and centers.min(initial=0) >= 0 and centers.max(initial=0) <= 255)
-    C = np.ascontiguousarray(centers.astype(np.uint8) if integer else centers)
-    inside = np.zeros(n, dtype=np.bool_)
-    grown = np.zeros(n, dtype=np.bool_)
-    if C.shape[0] == 0:
-        return inside, grown
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        block = _as_data(X[start:stop])
-        _k.coverage(block, C, radii_sq, float(margin), integer, inside[start:stop],
-                    grown[start:stop])
-    return inside, grown

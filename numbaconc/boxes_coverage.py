@@ -1,68 +1,27 @@
-"""Axis-aligned boxes around clusters, and which rows lie in their union.
+"""Axis-aligned boxes around clusters (the l-inf estimator's geometry,
+METHOD.md section 3): box j around cluster j, from one pass over the rows.
 
-This is the geometry of the l-inf estimator (METHOD.md section 3): box j
-around cluster j, the error region E is the complement of the union of the
-boxes grown by epsilon, so a row is outside E_eps iff it is inside some box
-and outside E iff it is inside some grown box.
+Which rows lie in the union of the boxes (``box_coverage``, with the data
+domain) is region geometry and lives in ``numbaconc.coverage``, below the
+estimators; it is re-exported here.
 
 Everything is in storage units (pixel levels for uint8 data). ``X`` may be a
 numpy array, a read-only memmap or an ``h5py.Dataset`` (read in row blocks).
-
-The data domain. Images live in [0, 1]^d (pixel levels [0, 255]), and so do
-E and the adversary's perturbed points. A face of a grown box that lies
-outside the domain has no point of E beyond it, so it cannot put anything in
-E_eps: with ``domain=(lo, hi)`` such faces are not tested when counting E_eps.
-That is still an upper bound on E_eps (a point is counted safe only when its
-whole eps-ball, cut to the domain, lies in one grown box), tighter than the
-2019 count, which treats E as extending outside the domain (``domain=None``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .coverage import _block_rows, _blocks, _check_float_matrix, _n_rows_cols
+from .coverage import box_coverage, check_domain, face_slack  # noqa: F401 (re-exported)
 from .errors import NumbaconcError
 from .kernels import boxes as _b
 from .kernels import kmeans as _k
 from .validation import CHUNK_ROWS as _CHUNK_ROWS
-from .validation import check_choice, check_float, check_int, check_matrix, checked_blocks, readonly
+from .validation import check_choice, check_int
 
 SHAPES = ("symmetric", "tight")
-
-
-def _n_rows_cols(X, name="X"):
-    n, d, _ = check_matrix(X, name=name)
-    return n, d
-
-
-def _blocks(X, block_rows):
-    """Yield (start, C-contiguous read-only block) over the rows of X, NaN/inf
-    checked (read-only: one compiled signature per dtype)."""
-    for a, _, block in checked_blocks(X, block_rows):
-        yield a, readonly(block)
-
-
-def _block_rows(X, block_rows):
-    """Rows per block: as given, or one eighth of the memory budget's worth."""
-    if block_rows is None:
-        from .budget import rows_for
-
-        # whole chunks: the chunk layout (and so any float sum) is that of any other block size
-        rows = rows_for(X.shape[1] * (np.dtype(X.dtype).itemsize + 8), 0.125, minimum=_CHUNK_ROWS)
-        return rows // _CHUNK_ROWS * _CHUNK_ROWS
-    return check_int(block_rows, "block_rows", low=1)
-
-
-def _check_float_matrix(A, shape, name):
-    A = np.asarray(A)
-    if A.shape != shape:
-        raise NumbaconcError(f"{name} must have shape {shape}, got {A.shape}")
-    if not np.issubdtype(A.dtype, np.number):
-        raise NumbaconcError(f"{name} must be numeric, got {A.dtype}")
-    A = np.array(A, dtype=np.float64, order="C")
-    if np.isnan(A).any():
-        raise NumbaconcError(f"{name} contains NaN")
-    return A
 
 
 def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric",
@@ -143,87 +102,3 @@ def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric
     return box_centers, widths
 
 
-def face_slack(box_centers, half_widths, margin: float, domain=None):
-    """(below, above), (T, d) float64: the half-widths the E_eps test uses on
-    each side of each box, +inf where the grown face lies outside ``domain``.
-
-    With ``domain=(lo, hi)``: the lower face of box j in coordinate t binds
-    nothing when c - w - margin < lo (every domain point is above the grown
-    face there), likewise the upper face when c + w + margin > hi. The test
-    is strict with a relative slack of 1e-9, so float rounding can only keep
-    a face, never free one it should not (never optimistic).
-    """
-    w = np.asarray(half_widths, dtype=np.float64)
-    below = w.copy()
-    above = w.copy()
-    if domain is not None:
-        lo, hi = (float(v) for v in domain)
-        c = np.asarray(box_centers, dtype=np.float64)
-        slack = 1e-9 * (1.0 + np.abs(c) + np.abs(w) + margin)
-        live = w >= 0  # empty boxes stay empty
-        below[live & (c - w - margin < lo - slack)] = np.inf
-        above[live & (c + w + margin > hi + slack)] = np.inf
-    return below, above
-
-
-def check_domain(domain):
-    """``None`` or a (lo, hi) pair of finite floats with lo < hi."""
-    if domain is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in domain)
-    except (TypeError, ValueError):
-        raise NumbaconcError(f"domain must be a (low, high) pair, got {domain!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise NumbaconcError(f"domain must be finite with low < high, got ({lo}, {hi})")
-    return lo, hi
-
-
-def box_coverage(X, box_centers, half_widths, margin: float, *, domain=None,
-                 block_rows: int | None = None):
-    """Which rows are in the union of the boxes, and of the boxes grown by ``margin``.
-
-    Returns (inside, inside_grown), (n,) bool each, from one pass over X:
-    ``inside[i]`` iff some box j has ``|float64(x[i,t]) - c[j,t]| <= w[j,t]``
-    for every t (inclusive: a point on a face is inside), ``inside_grown[i]``
-    the same with ``w[j,t] + margin`` (the float64 sum). A box with any
-    negative half-width is empty and stays empty when grown.
-
-    ``margin`` is in storage units: epsilon / dataset.scale, e.g. 0.1 * 255 =
-    25.5 pixel levels. It is never rounded: the test is made in float64 as
-    written. On integer pixels with a tight box (c and w integers or
-    half-integers, c + w an integer) |x - c| - w is an integer, so
-    |x - c| <= w + 25.5 holds exactly when |x - c| <= w + 25: a non-integer
-    margin acts as its floor. For symmetric boxes (c a k-means mean) the
-    comparison is simply the float64 one.
-
-    ``domain=(lo, hi)`` (storage units): ``inside`` ignores the faces whose
-    grown copy lies outside the domain (``face_slack``); every row of X must
-    then lie in the domain. ``inside_grown`` does not depend on it.
-    """
-    n, d = _n_rows_cols(X)
-    domain = check_domain(domain)
-    box_centers = np.asarray(box_centers)
-    if box_centers.ndim != 2 or box_centers.shape[1] != d:
-        raise NumbaconcError(f"box_centers must have shape (T, {d}), got {box_centers.shape}")
-    T = box_centers.shape[0]
-    box_centers = _check_float_matrix(box_centers, (T, d), "box_centers")
-    half_widths = _check_float_matrix(half_widths, (T, d), "half_widths")
-    margin = check_float(margin, "margin", low=0.0)
-    block_rows = _block_rows(X, block_rows)
-    empty_box = (half_widths < 0).any(axis=1)
-    below, above = face_slack(box_centers, half_widths, margin, domain)
-    # uint8 rows cannot leave a domain that holds [0, 255]: no pass to check them
-    check_rows = domain is not None and not (
-        np.dtype(X.dtype) == np.uint8 and domain[0] <= 0 and domain[1] >= 255)
-    inside = np.empty(n, np.bool_)
-    inside_grown = np.empty(n, np.bool_)
-    for a, block in _blocks(X, block_rows):
-        b = a + block.shape[0]
-        if check_rows and (block.min() < domain[0] or block.max() > domain[1]):
-            raise NumbaconcError(
-                f"rows {a}..{b - 1} have values outside the domain [{domain[0]:g}, {domain[1]:g}]: "
-                "the domain-aware count does not apply (count without the domain)")
-        _b.box_coverage(block, box_centers, half_widths, below, above, empty_box, margin,
-                        inside[a:b], inside_grown[a:b])
-    return inside, inside_grown

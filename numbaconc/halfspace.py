@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import budget
+from .coverage import _coverage_from_projection, _project64
+from .coverage import halfspace_coverage, project_rows  # noqa: F401 (re-exported)
 from .errors import NumbaconcError
 from .kernels import halfspace as _k
 from .validation import REGION_METRICS, as_matrix, check_float, check_int, check_metric, checked_blocks
@@ -94,18 +96,6 @@ def _check_matrix(X, name: str):
 def _quantile_rank(alpha: float, n: int) -> int:
     """k = ceil(alpha * n) (guarding against 0.01 * 600 = 6.000000000000001)."""
     return int(min(n, max(1, math.ceil(round(alpha * n, 9)))))
-
-
-def _project64(X, w: np.ndarray, name: str, block_rows: int | None = None) -> np.ndarray:
-    """X @ w in float64 by the fixed-order kernel (identical for any block size;
-    ``block_rows`` at most, default what the memory budget allows)."""
-    w = np.ascontiguousarray(w, dtype=np.float64)
-    out = np.empty(X.shape[0], dtype=np.float64)
-    fits = budget.rows_for(X.shape[1] * np.dtype(X.dtype).itemsize, 0.125, minimum=64)
-    block_rows = fits if block_rows is None else min(block_rows, fits)
-    for start, stop, block in checked_blocks(X, block_rows, name):
-        _k.project_rows(block, w, out[start:stop])
-    return out
 
 
 def _kth_largest(p: np.ndarray, k: int) -> float:
@@ -436,45 +426,7 @@ def _choose(records, alpha: float, use_select: bool):
     return records[order[0]], note
 
 
-def _coverage_from_projection(p: np.ndarray, b: float, shift: float):
-    inside = np.empty(p.shape[0], dtype=np.bool_)
-    inside_eps = np.empty(p.shape[0], dtype=np.bool_)
-    _k.count_coverage(p, float(b), float(shift), inside, inside_eps)
-    return inside, inside_eps
-
-
-def halfspace_coverage(X, w, b, shift: float, *, block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(inside E: w.x >= b, inside E_eps: w.x >= b - shift) as boolean arrays.
-
-    ``shift`` = epsilon * ||w||_* in storage units (``fit.shift``). Projections
-    use the same float64 kernel as ``fit_halfspace``, so
-    ``halfspace_coverage(X_train, fit.w, fit.b, fit.shift)[0].mean() == fit.train_risk``.
-    """
-    X = _check_matrix(X, "X")
-    w = np.asarray(w, dtype=np.float64)
-    if w.shape != (X.shape[1],):
-        raise NumbaconcError(f"w must have shape ({X.shape[1]},), got {w.shape}")
-    if not np.isfinite(w).all():
-        raise NumbaconcError("w contains NaN or inf")
-    b = check_float(b, "b")
-    shift = check_float(shift, "shift", low=0.0)
-    if block_rows is not None:
-        block_rows = check_int(block_rows, "block_rows", low=1)
-    p = _project64(X, w, "X", block_rows)
-    return _coverage_from_projection(p, b, shift)
-
-
 def halfspace_risks(X, fit: HalfSpaceFit, *, block_rows: int | None = None) -> tuple[int, int, int]:
     """(n_inside, n_inside_eps, n_samples) of a fitted half-space on X (e.g. the test split)."""
     inside, inside_eps = halfspace_coverage(X, fit.w, fit.b, fit.shift, block_rows=block_rows)
     return int(inside.sum()), int(inside_eps.sum()), int(inside.shape[0])
-
-
-def project_rows(X, w, *, block_rows: int | None = None) -> np.ndarray:
-    """w.x for every row of X, float64, by the kernel every half-space count
-    uses (so thresholds compared with these agree with ``halfspace_coverage``)."""
-    X = _check_matrix(X, "X")
-    w = np.asarray(w, dtype=np.float64)
-    if w.shape != (X.shape[1],) or not np.isfinite(w).all():
-        raise NumbaconcError(f"w must be a finite vector of shape ({X.shape[1]},)")
-    return _project64(X, w, "X", block_rows)

@@ -44,3 +44,13 @@ def test_the_foundations_import_no_estimator():
     for name in low:
         imported = {m.split(".")[1] for m in _imports(PACKAGE / f"{name}.py") if m.count(".") >= 1}
         assert imported <= low, (name, imported - low)
+
+
+ESTIMATORS = {"boxes", "boxes_coverage", "balls", "halfspace", "kmeans", "knn", "measure",
+              "frontier", "bound", "api", "reproduce", "report"}
+
+
+def test_regions_and_their_geometry_import_no_estimator():
+    for name in ("regions", "coverage"):
+        imported = {m.split(".")[1] for m in _imports(PACKAGE / f"{name}.py") if m.count(".") >= 1}
+        assert not imported & ESTIMATORS, (name, imported & ESTIMATORS)
