@@ -45,3 +45,24 @@ def test_top_level_names_are_the_api_and_the_modules_stay_modules():
     for name in nc.__all__:
         assert getattr(nc, name) is not None
     assert callable(nc.measure) and callable(nc.reproduce) and callable(nc.bound)
+
+
+def test_stages_record_seconds_and_peaks_and_the_measure_json_keeps_them(tiny_h5):
+    from numbaconc import budget
+    from numbaconc.stages import recording, stage
+
+    with recording() as records:
+        with stage("outer", n=3):
+            with stage("inner"):
+                block = np.ones(20_000_000)  # 160 MB, every page touched
+                block[::4096] = 2.0
+            del block
+    inner, outer = records
+    assert (inner["stage"], outer["stage"], outer["n"]) == ("inner", "outer", 3)
+    assert outer["peak_bytes"] >= inner["peak_bytes"] >= 150e6
+    assert outer["seconds"] >= inner["seconds"] > 0
+    result = nc.measure(str(tiny_h5), metric="linf", alpha=0.05, epsilon=0.1, method="boxes",
+                        clusters=3, q=0.5).to_dict()
+    assert result["budget"]["bytes"] == budget.get_budget()
+    assert [r["stage"] for r in result["stages"]][-2:] == ["evaluate", "boxes"]
+    assert all(r["seconds"] >= 0 and r["peak_bytes"] > 0 for r in result["stages"])
