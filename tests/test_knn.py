@@ -149,20 +149,16 @@ def test_l1_groups_patches_and_runs():
 
 @pytest.mark.parametrize("metric", ["l1", "linf"])
 @pytest.mark.parametrize("d", [50, 64])
-def test_prefilter_and_plain_kernels_exact(metric, d, monkeypatch):
-    import numbaconc.knn as api
-
+def test_prefilter_kernels_exact(metric, d):
     rng = np.random.default_rng(d)
     X = rng.choice(np.array([0, 2, 250, 253, 255], dtype=np.uint8), size=(150, d),
                    p=[0.6, 0.05, 0.1, 0.05, 0.2])
     X[7:12] = X[100]  # duplicates
     Y = rng.integers(0, 256, size=(23, d), dtype=np.uint8)
-    for sketch in (True, False):  # the prefilter and the plain kernels give the same answer
-        monkeypatch.setattr(api, "_SKETCH", sketch)
-        for block in (None, 37, 100):  # blocks not aligned to the 32 / 64 lanes
-            check_exact(X, 8, metric, include_self=False, block_rows=block)
-            check_exact(X, 5, metric, queries=Y, block_rows=block)
-        check_exact(X, 150, metric, include_self=True)
+    for block in (None, 37, 100):  # blocks not aligned to the 32 / 64 lanes
+        check_exact(X, 8, metric, include_self=False, block_rows=block)
+        check_exact(X, 5, metric, queries=Y, block_rows=block)
+    check_exact(X, 150, metric, include_self=True)
 
 
 @pytest.mark.parametrize("metric", ["l1", "linf"])
