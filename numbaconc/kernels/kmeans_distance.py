@@ -26,6 +26,11 @@ def _make_distance(l1, exact):
                 acc += diff * diff
         return acc
 
+    # The exact and the fast variant of a metric have the same code and the
+    # same closure (only their compile options differ), which is all Numba's
+    # cache key holds: their own names give them separate cache files.
+    name = f"{'exact' if exact else 'fast'}_{'cityblock' if l1 else 'sqeuclidean'}"
+    distance.__name__ = distance.__qualname__ = name
     return jit(fastmath=False)(distance) if exact else jit(distance)
 
 
