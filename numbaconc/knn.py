@@ -267,7 +267,6 @@ def _cluster_order(emb: np.ndarray) -> np.ndarray:
 # (kernels.knn.knn_block_*_u8_sketch): a cheap lower bound for 32 / 64 base
 # rows at once drops most pairs before any exact span is computed.
 
-_SKETCH = True           # use the prefilter for l1 / linf on uint8
 _PATCH = 4               # l1 groups: 4 x 4 pixel patches when d is a square
 _GROUP = 16              # otherwise runs of 16 consecutive columns
 _LINF_COLS = 32          # columns each linf query checks in the prefilter
@@ -523,8 +522,8 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     base_mean = np.array([b_emb[a:b].mean(axis=0) for a, b in base_blocks])
     seed_rows = max(2 * k, 128)
 
-    kernel = _kernels.KERNELS[(metric, dtype.name)]
-    sketch = _SKETCH and dtype == np.uint8 and metric in ("l1", "linf")
+    kernel = _kernels.KERNELS.get((metric, dtype.name))
+    sketch = dtype == np.uint8 and metric in ("l1", "linf")
     if sketch and metric == "l1":
         b_sk = _l1_sketch(B, d, cols)
         q_extra = b_sk if all_pairs else _l1_sketch(Q, d, cols)
