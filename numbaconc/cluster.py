@@ -385,3 +385,54 @@ def halfspace_batches(X, X_select, batches, batch: int, k: int):
     token = uuid.uuid4().hex
     yield from map_ordered(_halfspace_unit, [(token, src, select_src, int(batch), Wt, shifts, int(k))
                                              for Wt, shifts in batches])
+
+
+# ---------------------------------------------------------------- boxes
+
+
+def _boxes_model(token, model_src):
+    from .boxes import BoxesModel
+
+    x_src, scores_src, scale, shape, kmeans_metric, max_iter = model_src
+    return worker_state(("boxes", token), lambda: BoxesModel(
+        open_source(x_src), open_source(scores_src), scale, shape=shape,
+        kmeans_metric=kmeans_metric, max_iter=max_iter))
+
+
+def _boxes_search_unit(token, model_src, select_src, n_clusters, options):
+    from .boxes import search_q
+
+    return search_q(_boxes_model(token, model_src), open_source(select_src),
+                    n_clusters=n_clusters, **options)
+
+
+def _boxes_fit_unit(token, model_src, n_clusters, q, seed):
+    return _boxes_model(token, model_src).boxes(n_clusters, q, seed)
+
+
+def _model_source(model, client, scattered):
+    return (source_of(model.X, client, scattered), _scatter(np.asarray(model.scores), client, scattered),
+            model.scale, model.shape, model.kmeans_metric, model.max_iter)
+
+
+def boxes_grid(model, X_select, t_values, options, progress, total):
+    """``search_q`` for each T of ``t_values`` as one task each (the q bisection
+    of one T is sequential); rows in ``t_values`` order. Workers rebuild the
+    model from its sources (the fitting rows, the density scores)."""
+    client = current()
+    scattered = {}
+    model_src = _model_source(model, client, scattered)
+    select_src = source_of(X_select, client, scattered)
+    token = uuid.uuid4().hex
+    return list(map_ordered(_boxes_search_unit,
+                            [(token, model_src, select_src, int(t), options) for t in t_values],
+                            progress=progress, total=total))
+
+
+def boxes_fits(model, keys):
+    """``model.boxes(n_clusters, q, seed)`` for each key, one task each, in key order."""
+    client = current()
+    model_src = _model_source(model, client, {})
+    token = uuid.uuid4().hex
+    return list(map_ordered(_boxes_fit_unit, [(token, model_src, int(t), float(q), int(seed))
+                                              for t, q, seed in keys]))

@@ -343,6 +343,7 @@ class Concentration:
             chosen_t, chosen_q = tuning["n_clusters"], tuning["q"]
         timings["tune"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        model.prefit([(chosen_t, chosen_q, self.seed + r) for r in range(repeats)])  # cluster: tasks
         regions = [model.region(chosen_t, chosen_q, self.seed + r, eps, box_domain)
                    for r in range(repeats)]
         timings["fit"] = time.perf_counter() - t0

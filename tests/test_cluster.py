@@ -236,6 +236,38 @@ def test_region_counts_identical(client, tmp_path, monkeypatch):
             assert ref == got
 
 
+# ---------------------------------------------------------------- whole measurements
+
+
+def _plain(result):
+    """Every figure of a measurement, without timings and versions."""
+    if isinstance(result, dict):
+        return {k: _plain(v) for k, v in result.items() if k not in ("timings", "versions", "_region")}
+    if isinstance(result, list):
+        return [_plain(v) for v in result]
+    return result
+
+
+@pytest.mark.parametrize("metric,method,epsilon,options", [
+    ("linf", "boxes", 0.1, dict(repeats=2, t_grid=(3, 5, 8))),
+    ("linf", "halfspace", 0.05, {}),
+    ("l2", "best", 0.5, dict(clusters=4)),
+])
+def test_measure_identical(client, tiny_h5, tmp_path, monkeypatch, metric, method, epsilon, options):
+    from numbaconc.measure import measure
+
+    results = {}
+    for name, spec in (("local", None), ("dask", client)):
+        monkeypatch.setenv("NUMBACONC_CACHE", str(tmp_path / name))  # the kNN runs each time
+        with datasets.open_dataset(tiny_h5) as ds, cluster.use(spec):
+            results[name] = measure(ds, metric=metric, alpha=0.05, epsilon=epsilon, method=method,
+                                    **options)
+    assert _plain(results["local"]) == _plain(results["dask"])
+    a, b = results["local"]["_region"], results["dask"]["_region"]
+    assert a.arrays.keys() == b.arrays.keys()
+    assert all(np.array_equal(a.arrays[key], b.arrays[key]) for key in a.arrays)
+
+
 # ---------------------------------------------------------------- CLI
 
 
