@@ -90,12 +90,16 @@ class Stage:
 
 
 def timed(fn, repeats):
-    times, result = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), min(times), max(times), result
+    """(median s, min s, max s, the last result) of ``repeats`` calls."""
+    runs = [_one_run(fn) for _ in range(repeats)]
+    times = [seconds for seconds, _ in runs]
+    return statistics.median(times), min(times), max(times), runs[-1][1]
+
+
+def _one_run(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
 
 
 def task_times(stream) -> list[float]:
