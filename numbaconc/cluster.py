@@ -436,3 +436,76 @@ def boxes_fits(model, keys):
     token = uuid.uuid4().hex
     return list(map_ordered(_boxes_fit_unit, [(token, model_src, int(t), float(q), int(seed))
                                               for t, q, seed in keys]))
+
+
+# ---------------------------------------------------------------- balls
+
+
+_evaluator_lock = threading.Lock()
+
+
+def _ball_evaluator(token, src, integer):
+    from .balls import _ExactEvaluator
+
+    X = open_source(src)
+    return worker_state(("balls", token), lambda: _ExactEvaluator(X, integer))
+
+
+def _ball_gains_unit(token, src, integer, cand, covered, expanded, n_lo, n_hi, eps, hint):
+    evaluator = _ball_evaluator(token, src, integer)
+    with _evaluator_lock:  # its buffers are shared by the worker's task threads
+        return tuple(np.array(a) for a in evaluator.gains(cand, covered, expanded, n_lo, n_hi,
+                                                           eps, hint))
+
+
+def _ball_penalties_unit(token, src, integer, rows, reach):
+    evaluator = _ball_evaluator(token, src, integer)
+    increment = np.zeros(len(reach), dtype=np.int64)
+    with _evaluator_lock:
+        evaluator.add_penalties(rows, reach, increment)
+    return increment
+
+
+class BallEvaluator:
+    """``fit_balls``' exact candidate evaluation on the cluster, with the
+    interface of ``balls._ExactEvaluator``: each batch of candidates is split
+    into one piece per worker (every candidate's row of exact distances is its
+    own, so the pieces give the rows of the whole batch); the choice among
+    them stays on the client. The per-ball state (covered, expanded) is
+    scattered once per ball, the data once per fit."""
+
+    def __init__(self, X, integer: bool, capacity: int):
+        self.client = current()
+        self._scattered = {}
+        self.src = source_of(X, self.client, self._scattered)
+        self.integer = bool(integer)
+        self.capacity = int(capacity)
+        self.token = uuid.uuid4().hex
+        self._ball_key, self._ball_state = None, None
+
+    def _state(self, covered, expanded):
+        key = (int(covered.sum()), int(expanded.sum()))  # both grow with every ball
+        if key != self._ball_key:
+            self._ball_state = self.client.scatter([covered.copy(), expanded.copy()], hash=False,
+                                                   broadcast=True)
+            self._ball_key = key
+        return self._ball_state
+
+    def _pieces(self, rows, size):
+        count = max(n_workers(self.client), -(-len(rows) // size))
+        return [piece for piece in np.array_split(np.asarray(rows, dtype=np.int64), count) if len(piece)]
+
+    def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):
+        covered_f, expanded_f = self._state(covered, expanded)
+        args = [(self.token, self.src, self.integer, piece, covered_f, expanded_f, int(n_lo),
+                 int(n_hi), float(eps), np.ascontiguousarray(top_hint[piece]))
+                for piece in self._pieces(cand, self.capacity)]
+        parts = list(map_ordered(_ball_gains_unit, args))
+        return tuple(np.concatenate([part[j] for part in parts]) for j in range(4))
+
+    def add_penalties(self, rows, reach, penalty):
+        reach_f = self.client.scatter(reach, hash=False, broadcast=True)
+        args = [(self.token, self.src, self.integer, piece, reach_f)
+                for piece in self._pieces(rows, self.capacity)]
+        for increment in map_ordered(_ball_penalties_unit, args):
+            penalty += increment

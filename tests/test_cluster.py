@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_tiny_images
 from numbaconc import cluster, datasets
 from numbaconc.errors import NumbaconcError
 from numbaconc.halfspace import fit_halfspace_curve, principal_components
@@ -212,6 +213,28 @@ def test_halfspace_search_is_the_same_for_1_and_2_threads(threads):
     assert one.search == two.search and one.b == two.b
 
 
+# ---------------------------------------------------------------- balls
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_balls_fit_identical(client, dtype, monkeypatch):
+    from numbaconc import balls
+
+    x, _ = make_tiny_images(800, seed=21)
+    if dtype == np.float32:
+        x = (x / np.float32(255)).astype(np.float32)
+    eps = 30.0 if dtype == np.uint8 else 30.0 / 255
+    monkeypatch.setattr(balls, "_FIRST_BATCH", 8)  # several batches per ball
+    ref = balls.fit_balls(x, 0.08, eps, 6, n_neighbors=12)
+    with cluster.use(client):
+        got = balls.fit_balls(x, 0.08, eps, 6, n_neighbors=12)
+    assert ref.history == got.history
+    # many candidates evaluated exactly, over several balls (so penalties too)
+    assert [h["candidates_exact"] > 8 for h in ref.history[:5]] == [True] * 5
+    for key in ("center_index", "centers", "radii_sq", "covered", "expanded"):
+        assert np.array_equal(getattr(ref, key), getattr(got, key))
+
+
 # ---------------------------------------------------------------- evaluate
 
 
@@ -252,6 +275,7 @@ def _plain(result):
     ("linf", "boxes", 0.1, dict(repeats=2, t_grid=(3, 5, 8))),
     ("linf", "halfspace", 0.05, {}),
     ("l2", "best", 0.5, dict(clusters=4)),
+    ("l2", "balls", 1.0, dict(clusters=6)),
 ])
 def test_measure_identical(client, tiny_h5, tmp_path, monkeypatch, metric, method, epsilon, options):
     from numbaconc.measure import measure
