@@ -103,6 +103,9 @@ def close() -> None:
             local.close()
 
 
+atexit.register(close)  # a local:N cluster must not outlive the run
+
+
 @contextmanager
 def use(spec):
     """Run a block on another scheduler (address, ``local:N`` or Client), restoring the previous setting."""
@@ -140,7 +143,6 @@ def _connect(spec):
         except (OSError, TimeoutError, ValueError) as exc:
             raise NumbaconcError(f"scheduler {spec}: cannot connect ({type(exc).__name__}: {exc})") from None
         owned = (client, None)
-    atexit.register(close)
     _log.info("dask scheduler %s, dashboard %s", client.scheduler.address, client.dashboard_link)
     return client, owned
 
@@ -241,17 +243,13 @@ def worker_state(key, make):
 
 
 def _on_worker(unit, memory, args):
-    """Run one work unit under the client's memory budget, with as many Numba
-    threads as the worker has task threads (a 1-thread worker: 1)."""
+    """Run one work unit under the client's memory budget, on one Numba thread:
+    as with dask's own tasks, a worker's parallelism is its task threads (dask
+    also runs the workers' BLAS on one thread), so a worker with T threads runs T
+    tasks, not T x T threads."""
     import numba
 
-    try:
-        from distributed import get_worker
-
-        threads = int(getattr(get_worker().state, "nthreads", 1))
-    except (ImportError, ValueError, AttributeError):
-        threads = 1
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(1)
     with budget.budget(memory):
         return unit(*args)
 
