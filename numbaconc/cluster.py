@@ -176,10 +176,18 @@ def source_of(X, client, scattered: dict):
         return ("rows", inner, _scatter(X.rows, client, scattered))
     if isinstance(X, np.memmap) and getattr(X, "_mmap", None) is not None and X.mode == "r" \
             and X.filename and os.path.isfile(X.filename) and X.flags.c_contiguous:
-        return ("memmap", str(X.filename), int(_file_position(X)), X.dtype.str, tuple(X.shape))
+        return ("memmap", str(X.filename), int(_file_position(X)), X.dtype.str, tuple(X.shape),
+                _identity(X.filename))
     if isinstance(X, h5py.Dataset):
-        return ("h5", str(X.file.filename), X.name)
+        return ("h5", str(X.file.filename), X.name, _identity(X.file.filename))
     return _scatter(np.ascontiguousarray(X), client, scattered)
+
+
+def _identity(path) -> tuple:
+    """Part of a file source's key: a worker keeps files open, and a file replaced
+    at the same path (another inode, size or mtime) must not be served from that."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _scatter(array, client, scattered: dict):
@@ -215,7 +223,7 @@ def open_source(src):
     key = _source_key(src)
     if key not in _opened:
         if kind == "memmap":
-            _, path, offset, dtype, shape = src
+            _, path, offset, dtype, shape, _ = src
             _opened[key] = np.memmap(path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
         elif kind == "h5":
             import h5py

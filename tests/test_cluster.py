@@ -29,7 +29,7 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, env=cluster.worker_env()) as local, \
+                                  dashboard_address=":0", env=cluster.worker_env()) as local, \
             distributed.Client(local) as c:
         c.wait_for_workers(2)
         yield c
@@ -132,6 +132,17 @@ def test_knn_from_a_file_with_queries_in_memory(client, tmp_path, chunked):
             part = knn(view, 6, metric="linf")
     _same_lists(ref, got)
     _same_lists(knn(np.asarray(x[100:600]), 6, metric="linf"), part)
+
+
+def test_a_file_replaced_at_the_same_path_is_read_anew(client, tmp_path):
+    path = tmp_path / "d.h5"
+    results = []
+    for seed in (21, 22):  # workers keep files open: the second file must not be served from the first
+        _h5(path.with_suffix(".new"), _images(300, 16, seed), _images(20, 16, seed)).replace(path)
+        with datasets.open_dataset(path) as ds, cluster.use(client):
+            results.append((knn(ds.train.x, 5, metric="l1"), np.asarray(ds.train.x)))
+    for got, x in results:
+        _same_lists(knn(x, 5, metric="l1"), got)
 
 
 def test_cached_knn_writes_the_same_cache(client, tmp_path, monkeypatch):
