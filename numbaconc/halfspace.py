@@ -19,8 +19,9 @@ e = 1 is the natural choice and the others rarely win).
 
 Everything is in storage units (pixel levels for uint8 data): pass
 ``epsilon / dataset.scale``. The search projects batches of directions with
-one float32 matrix product per row block (uint8 blocks are cast per block,
-never the whole matrix); the winner is then re-fitted in float64 with the
+float32 matrix products per row block (uint8 blocks are cast per block,
+never the whole matrix; single-threaded BLAS calls on fixed pieces, so the
+values do not depend on the thread count, see ``_products``); the winner is then re-fitted in float64 with the
 same kernel ``halfspace_coverage`` uses, so the reported b and risks are exact
 and reproducible by ``halfspace_coverage``.
 
