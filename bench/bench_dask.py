@@ -185,9 +185,9 @@ def scaling_model(records: dict, n: int, d: int, hs_n: int, hs_d: int, workers=(
              f"Assumptions: worker link {LINK / 1e9:g} GB/s, shared-file read {DISK / 1e9:g} GB/s per "
              f"worker, {TASK_OVERHEAD * 1e3:g} ms per task of scheduling; per-task compute scaled "
              "linearly in rows and features from the measured MNIST tasks (one worker thread each). "
-             "The kNN scaling assumes MNIST's pruning rate (an assumption: it weakens in higher d); "
-             "the client's own serial part (merging results, the float64 re-fit of the winner) is "
-             "counted at the measured rate scaled by N D.", "",
+             "The kNN scaling assumes MNIST's pruning rate (an assumption: it weakens in higher d). "
+             "Not counted: the client's own serial part (merging results, the half-space winner's "
+             "float64 re-fit: one pass over the file) and the workers' plan preparation.", "",
              "| stage | tasks | per-task compute (s, measured -> scaled) | " +
              " | ".join(f"wall on {w} worker{'s' if w > 1 else ''}" for w in workers) + " |",
              "|---|---|---|" + "---|" * len(workers)]
