@@ -169,8 +169,8 @@ def scaling_model(records: dict, n: int, d: int, hs_n: int, hs_d: int, workers=(
     kNN: every query meets every base row, so a task of r queries costs
     t_task * (N / n) * (D / d) at the same r (pruning assumed as effective as on
     MNIST: an assumption; it weakens as d grows). Tasks = N / r. Each worker
-    reads the base once (N * D bytes from the shared file at DISK) and prepares
-    its copy (assumed the same rate as the search per byte: folded into t_task).
+    reads the base once (N * D bytes from the shared file at DISK; preparing its
+    copy is not counted beyond that read).
     Results: N * k * 8 bytes to the client over its link (LINK).
     Half-space search: a task projects all N rows on one batch of directions:
     t_task * (N / n) * (D / d) at the same batch size; directions = 5 D, so
