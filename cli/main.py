@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from numbaconc import __version__, budget
+from numbaconc import __version__, budget, cluster
 
 from . import bound as bound_commands
 from . import data as data_commands
@@ -43,11 +43,16 @@ def main_callback(
     memory: Annotated[Optional[str], typer.Option(
         "--memory", help="Memory budget, e.g. 2G or 512M (default: $NUMBACONC_MEMORY, else 2G); "
                          "block sizes follow it.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", help="Run the heavy stages on a dask cluster: a scheduler address "
+                            "(tcp://host:8786) or local:N (N worker processes on this machine, "
+                            "for this run). Results are identical to a run without it.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ):
     """numbaconc: find an error region of measure >= alpha whose eps-expansion is smallest."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     _set_memory(memory)
+    _set_scheduler(scheduler)
     if threads is not None:
         import numba
 
@@ -58,6 +63,11 @@ def main_callback(
 def _set_memory(memory):
     budget.set_budget(memory)
     budget.get_budget()  # a bad $NUMBACONC_MEMORY is reported here, before any work
+
+
+@handles_errors
+def _set_scheduler(scheduler):
+    cluster.set_scheduler(scheduler)  # connects (or starts local:N) when a stage first needs it
 
 
 def main():

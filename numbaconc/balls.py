@@ -166,8 +166,7 @@ class _ExactEvaluator:
         self.X = X
         self.integer = integer
         n, d = X.shape
-        self.capacity = cap = budget.rows_for(16 * n, _BATCH_SHARE, minimum=1,
-                                              maximum=_MAX_BATCH)
+        self.capacity = cap = batch_capacity(n)
         self.D2 = np.empty((cap, n))
         self.buf_u = np.empty((cap, n))
         self.gain = np.empty(cap, dtype=np.int64)
@@ -210,12 +209,37 @@ class _ExactEvaluator:
         return acc
 
     def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):
+        return self.gains(cand, covered, expanded, n_lo, n_hi, eps,
+                          np.ascontiguousarray(top_hint[cand]))
+
+    def gains(self, cand, covered, expanded, n_lo, n_hi, eps, hint):
+        """(gain, r2, top, profile) of the candidates ``cand`` (``hint``: their list tops)."""
         b = len(cand)
         self.fill(cand)
-        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps,
-                           np.ascontiguousarray(top_hint[cand]), self.buf_u,
+        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps, hint, self.buf_u,
                            self.gain, self.r2, self.top, self.prof)
         return self.gain[:b], self.r2[:b], self.top[:b], self.prof[:b]
+
+    def add_penalties(self, rows, reach, penalty):
+        """penalty[i] += #{r in rows: d2(x_r, x_i) <= reach[i]} (kernels.add_penalties)."""
+        for a in range(0, len(rows), self.capacity):
+            part = rows[a:a + self.capacity]
+            _k.add_penalties(self.fill(part), len(part), reach, penalty)
+
+
+def batch_capacity(n: int) -> int:
+    """Candidates per exact evaluation: rows of n float64 distances (two buffers)
+    within the budget share."""
+    return budget.rows_for(16 * n, _BATCH_SHARE, minimum=1, maximum=_MAX_BATCH)
+
+
+def _evaluator(X, integer):
+    """The exact candidate evaluator: on a cluster, batches split across workers."""
+    from . import cluster
+
+    if cluster.current() is not None:
+        return cluster.BallEvaluator(X, integer, batch_capacity(X.shape[0]))
+    return _ExactEvaluator(X, integer)
 
 
 def _target(alpha: float, delta: float, n: int) -> int:
@@ -264,7 +288,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     best_r2 = np.empty(n, dtype=np.float64)
     lower = np.empty(n, dtype=np.int64)
     list_top = np.empty(n, dtype=np.float64)
-    exact = _ExactEvaluator(X, integer)
+    exact = _evaluator(X, integer)
     # Bound carried across balls, for candidates once evaluated against all n:
     # later radii are r_m (m >= the later n_lo) among the then-uncovered points,
     # all <= r_{n_hi} of that evaluation; the gain at a radius can only drop by
@@ -322,9 +346,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         strictly = _k.mark_ball(X, X[bi], br2, eps, integer, covered, expanded)
         fresh = np.flatnonzero(expanded & ~before)
         if (reach >= 0).any():
-            for a in range(0, len(fresh), exact.capacity):
-                rows = fresh[a:a + exact.capacity]
-                _k.add_penalties(exact.fill(rows), len(rows), reach, penalty)
+            exact.add_penalties(fresh, reach, penalty)
         new_cov = int(covered.sum()) - n_cov
         new_exp = int(expanded.sum()) - n_exp
         if new_exp - new_cov != bg:  # internal consistency of the two paths

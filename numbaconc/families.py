@@ -265,6 +265,7 @@ class BoxesFamily(Family):
             chosen_t, chosen_q = tuning["n_clusters"], tuning["q"]
         timings["tune"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        model.prefit([(chosen_t, chosen_q, s.seed + r) for r in range(repeats)])  # cluster: tasks
         regions = [model.region(chosen_t, chosen_q, s.seed + r, eps, box_domain)
                    for r in range(repeats)]
         timings["fit"] = time.perf_counter() - t0

@@ -19,8 +19,9 @@ e = 1 is the natural choice and the others rarely win).
 
 Everything is in storage units (pixel levels for uint8 data): pass
 ``epsilon / dataset.scale``. The search projects batches of directions with
-one float32 matrix product per row block (uint8 blocks are cast per block,
-never the whole matrix); the winner is then re-fitted in float64 with the
+float32 matrix products per row block (uint8 blocks are cast per block,
+never the whole matrix; single-threaded BLAS calls on fixed pieces, so the
+values do not depend on the thread count, see ``_products``); the winner is then re-fitted in float64 with the
 same kernel ``halfspace_coverage`` uses, so the reported b and risks are exact
 and reproducible by ``halfspace_coverage``.
 
@@ -36,17 +37,19 @@ member of the family; report it with its test risk (valid only if >= alpha).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import budget
+from . import budget, cluster
 from .coverage import _coverage_from_projection, _project64
 from .coverage import halfspace_coverage, project_rows  # noqa: F401 (re-exported)
 from .errors import NumbaconcError
 from .kernels import halfspace as _k
-from .validation import REGION_METRICS, as_matrix, check_float, check_int, check_metric, checked_blocks
+from .validation import (REGION_METRICS, as_matrix, check_float, check_int, check_metric,
+                         checked_blocks, read_block)
 
 METRICS = REGION_METRICS
 METHODS = ("pca", "search")
@@ -93,6 +96,15 @@ def _check_matrix(X, name: str):
     return as_matrix(X, _DTYPES, name)
 
 
+def _column_sums(block: np.ndarray) -> np.ndarray:
+    return block.sum(axis=0, dtype=np.float64)
+
+
+def _centred_products(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    centred = block.astype(np.float64) - mean
+    return centred.T @ centred  # numpy uses syrk for A.T @ A
+
+
 def _quantile_rank(alpha: float, n: int) -> int:
     """k = ceil(alpha * n) (guarding against 0.01 * 600 = 6.000000000000001)."""
     return int(min(n, max(1, math.ceil(round(alpha * n, 9)))))
@@ -125,14 +137,15 @@ def principal_components(X, *, block_rows: int = _STAT_BLOCK, name: str = "X"):
     n, d = X.shape
     if n < 2:
         raise NumbaconcError(f"{name} needs at least 2 samples for a covariance, got {n}")
+    # per-block sums added in block order (on a cluster: one task per block)
+    read = functools.partial(read_block, name=name)
     total = np.zeros(d, dtype=np.float64)
-    for _, _, block in checked_blocks(X, block_rows, name):
-        total += block.sum(axis=0, dtype=np.float64)
+    for part in cluster.map_blocks(_column_sums, X, block_rows, reader=read):
+        total += part
     mean = total / n
     cov = np.zeros((d, d), dtype=np.float64)
-    for _, _, block in checked_blocks(X, block_rows, name):
-        centred = block.astype(np.float64) - mean
-        cov += centred.T @ centred  # numpy uses syrk for A.T @ A
+    for part in cluster.map_blocks(_centred_products, X, block_rows, (mean,), reader=read):
+        cov += part
     cov /= n - 1
     with _one_blas_thread():
         values, vectors = np.linalg.eigh(cov)
@@ -192,10 +205,35 @@ class _Projector:
                 src = self.buf[:size]
                 np.copyto(src, block, casting="unsafe")
             tmp = self.tmp[:m, :size]
-            np.matmul(Wt, src.T, out=tmp)
+            _products(Wt, src, tmp)
             P[:, start:stop] = tmp
         self._checked = True
         return P
+
+
+_PIECE_ROWS = 1024  # rows per single-threaded BLAS call in _products
+
+
+def _products(Wt: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
+    """out = Wt @ src.T, identical for any thread count: a multi-threaded sgemm
+    rounds differently for each thread count, so each piece of _PIECE_ROWS rows
+    is one single-threaded BLAS call, the pieces spread over Numba's thread
+    count (the same rounding in this process and on any cluster worker)."""
+    import numba
+    from concurrent.futures import ThreadPoolExecutor
+
+    def piece(a):
+        np.matmul(Wt, src[a:a + _PIECE_ROWS].T, out=out[:, a:a + _PIECE_ROWS])
+
+    starts = range(0, src.shape[0], _PIECE_ROWS)
+    threads = min(numba.get_num_threads(), len(starts))
+    with _one_blas_thread():
+        if threads <= 1:
+            for a in starts:
+                piece(a)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(piece, starts))
 
 
 # ---------------------------------------------------------------------- API
@@ -369,26 +407,19 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress):
     n_dir, n_eps = shifts.shape
     n_sel = X_select.shape[0] if X_select is not None else 0
     batch = min(batch, n_dir, search_batch(n, n_sel))
-    proj = _Projector(X, batch, "X")
-    proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
     n_sel = n_sel or None
-    b_hi = np.empty(batch, dtype=np.float32)
-    b_lo = np.empty(batch, dtype=np.float32)
-    counts = np.empty((batch, n_eps, 4), dtype=np.int64)
-    sel_counts = np.empty((batch, n_eps, 4), dtype=np.int64)
+    bounds = [(start, min(n_dir, start + batch)) for start in range(0, n_dir, batch)]
+    batches = ((np.ascontiguousarray(W[:, a:b].T, dtype=np.float32),
+                np.ascontiguousarray(shifts[a:b], dtype=np.float64)) for a, b in bounds)
+    if cluster.current() is not None:  # direction batches as tasks
+        results = cluster.halfspace_batches(X, X_select, batches, batch, k)
+    else:
+        proj = _Projector(X, batch, "X")
+        proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
+        results = (_batch_counts(proj, proj_sel, Wt, sh, k) for Wt, sh in batches)
     records = [[] for _ in range(n_eps)]
-    for start in range(0, n_dir, batch):
-        stop = min(n_dir, start + batch)
+    for (start, stop), (b_hi, b_lo, cnt, scnt) in zip(bounds, results):
         m = stop - start
-        Wt = np.ascontiguousarray(W[:, start:stop].T, dtype=np.float32)
-        sh = np.ascontiguousarray(shifts[start:stop], dtype=np.float64)
-        P = proj(Wt)
-        _k.select_thresholds(P, k, b_hi[:m], b_lo[:m])
-        _k.count_sides(P, b_hi[:m], b_lo[:m], sh, counts[:m])
-        if proj_sel is not None:
-            _k.count_sides(proj_sel(Wt), b_hi[:m], b_lo[:m], sh, sel_counts[:m])
-        cnt = counts[:m].tolist()
-        scnt = sel_counts[:m].tolist() if proj_sel is not None else None
         for r in range(m):
             c, e = labels[start + r]
             hi, lo = float(b_hi[r]), -float(b_lo[r])
@@ -404,6 +435,25 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress):
         if progress is not None:
             progress(stop, n_dir)
     return records
+
+
+def _batch_counts(proj, proj_sel, Wt: np.ndarray, sh: np.ndarray, k: int):
+    """One batch of directions (Wt: (m, d) float32, sh: (m, n_eps) shifts): the
+    float32 thresholds of both sides (b_hi, b_lo) and the counts of each side and
+    epsilon on X and X_select (lists, None without X_select)."""
+    m = Wt.shape[0]
+    b_hi = np.empty(m, dtype=np.float32)
+    b_lo = np.empty(m, dtype=np.float32)
+    counts = np.empty((m, sh.shape[1], 4), dtype=np.int64)
+    P = proj(Wt)
+    _k.select_thresholds(P, k, b_hi, b_lo)
+    _k.count_sides(P, b_hi, b_lo, sh, counts)
+    scnt = None
+    if proj_sel is not None:
+        sel_counts = np.empty((m, sh.shape[1], 4), dtype=np.int64)
+        _k.count_sides(proj_sel(Wt), b_hi, b_lo, sh, sel_counts)
+        scnt = sel_counts.tolist()
+    return b_hi, b_lo, counts.tolist(), scnt
 
 
 def _choose(records, alpha: float, use_select: bool):

@@ -359,11 +359,13 @@ def gemm_slack(d: int) -> float:
 
 
 def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
-             block_rows, progress, store):
+             block_rows, progress, store, lo=0, hi=None):
     """Exact l2 kNN on uint8 rows: float32 GEMM blocks give candidates with a
     certified error bound, which are then re-ranked in exact integers.
-    ``store(qa, qb, topd, topi)`` receives each query block's result."""
+    ``store(qa, qb, topd, topi)`` receives each query block's result, for the
+    query positions [lo, hi)."""
     m, n = len(Q), len(B)
+    hi = m if hi is None else hi
     cap = 2 * k + _GEMM_EXTRA
     # per query: heap (k float64), candidates (cap x int32, float64, int64), top-k (2 x k int64)
     per_query = 8 * k + 20 * cap + 16 * k
@@ -389,8 +391,8 @@ def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
             floats[blk] = out
         return out
 
-    for qa in range(0, m, bq):
-        qb = min(qa + bq, m)
+    for qa in range(lo, hi, bq):
+        qb = min(qa + bq, hi)
         nq = qb - qa
         Qf = Q[qa:qb, :d].astype(np.float32)
         heap = np.full((nq, k), np.inf)
@@ -478,6 +480,49 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
                 or out_dist.dtype != dist_type:
             raise NumbaconcError(f"out: expected two ({m}, {k}) arrays of {idx_type} and {dist_type}")
 
+    from . import cluster
+
+    if cluster.current() is not None:  # query blocks as tasks on a dask cluster
+        cluster.knn_on_cluster(base, k, metric=metric, queries=queries, include_self=include_self,
+                               block_rows=block_rows, progress=progress, out=(out_idx, out_dist))
+    else:
+        plan = plan_search(base, k, metric=metric, queries=queries, include_self=include_self,
+                           block_rows=block_rows)
+
+        def store(qa, qb, topd, topi):
+            """One query block's lists into the outputs, in the original row order."""
+            rows = plan.query_order[qa:qb]
+            out_idx[rows] = topi
+            out_dist[rows] = plan.stored(topd)
+
+        plan.run(0, m, store, progress)
+    return KnnResult(out_idx, out_dist, metric, k, bool(include_self), squared)
+
+
+class SearchPlan:
+    """A prepared kNN search (``plan_search``): ``run(lo, hi, store, progress)``
+    searches the queries at visit-order positions [lo, hi) and calls
+    ``store(qa, qb, topd, topi)`` per query block; the lists belong to the
+    queries ``query_order[qa:qb]`` and ``stored(topd)`` gives the distances as
+    kept. The lists are exact, so any split of [0, n_queries) into runs gives
+    the same lists."""
+
+    def __init__(self, run, query_order, stored, n_queries):
+        self.run, self.query_order, self.stored, self.n_queries = run, query_order, stored, n_queries
+
+
+def plan_search(base, k: int, *, metric: str, queries=None, include_self: bool = True,
+                block_rows: int | None = None) -> SearchPlan:
+    """Everything ``knn`` prepares before its query loop (arguments checked by
+    ``knn``): the visit order, the prepared copies and the prefilter arrays."""
+    metric = canonical_metric(metric)
+    n, d, dtype = check_matrix(base, name="base")
+    all_pairs = queries is None
+    m = n if all_pairs else int(queries.shape[0])
+    exclude_self = all_pairs and not include_self
+    squared = list_dtypes(metric, dtype, n, d)[2]
+    k = int(k)
+
     # Visit order (never affects the result, only the speed): rows are grouped
     # by a coarse k-means in a small PCA space, and each query block meets the
     # base blocks nearest to it first, so thresholds get tight early. The
@@ -506,15 +551,6 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     b_key = np.sqrt(b_sq.astype(np.float64)) if metric == "l2" else b_l1
     q_key = np.sqrt(q_sq.astype(np.float64)) if metric == "l2" else q_l1
 
-    def store(qa, qb, topd, topi):
-        """One query block's lists into the outputs, in the original row order."""
-        rows = q_idx[qa:qb]
-        out_idx[rows] = topi
-        if metric == "l2" and not squared:
-            out_dist[rows] = np.sqrt(topd)
-        else:
-            out_dist[rows] = topd
-
     bytes_per_row = B.shape[1] * B.itemsize
     bb = int(block_rows) if block_rows else max(64, _BASE_BLOCK_BYTES // bytes_per_row)
     bq = int(block_rows) if block_rows else _QUERY_BLOCK
@@ -533,49 +569,55 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
         q_extra = _linf_columns(Q, B, d, k)
         base_t = _transposed(B)
         kernel = _kernels.knn_block_linf_u8_sketch
-    cand = np.empty((min(bq, m), min(bb, n)), dtype=np.int32)
     # partial distances fit int32 unless d is huge (l2 on uint8: d >= 33026)
     big = {"l1": 255, "l2": 255 * 255, "linf": 255}[metric] * d >= 2 ** 31
-    part = np.empty((min(bq, m), min(bb, n)), dtype=np.int64 if big else np.int32)
 
-    # large k: the direct kernel's pruning weakens and its insertions cost O(k),
-    # so l2 goes through BLAS (measured crossover on MNIST between k=200 and 1200)
-    use_gemm = metric == "l2" and dtype == np.uint8 and n < _GEMM_MAX_ROWS and k >= _GEMM_MIN_K
-    with numba.parallel_chunksize(_PAR_CHUNK):
-        if use_gemm:
-            _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
-                     block_rows, progress, store)
-        for qa in range(0 if not use_gemm else m, m, bq):
-            qb = min(qa + bq, m)
-            # the running top-k of this query block only (sorted by (distance, index))
-            if dtype == np.uint8:
-                td = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
-            else:
-                td = np.full((qb - qa, k), np.inf)
-            ti = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
-            gap = np.square(base_mean - q_emb[qa:qb].mean(axis=0)).sum(axis=1)
-            for step, blk in enumerate(np.argsort(gap, kind="stable")):
-                a, b = base_blocks[blk]
-                ranges = [(a, b)]
-                if step == 0 and b - a > 2 * seed_rows:
-                    # every pair of the first block is computed in full (no threshold
-                    # yet): start with a small piece, nearest to the queries in the
-                    # visit order, so the rest of the block meets a real threshold
-                    centre = (qa + qb) // 2 if all_pairs else (a + b) // 2
-                    lo = min(max(centre - seed_rows // 2, a), b - seed_rows)
-                    ranges = [(lo, lo + seed_rows), (a, lo), (lo + seed_rows, b)]
-                for ra, rb in ranges:
-                    if rb > ra:
-                        if sketch:
-                            kernel(Q[qa:qb], q_idx[qa:qb], q_extra[qa:qb], B[ra:rb],
-                                   b_idx[ra:rb], base_t, ra, exclude_self, td, ti, cand, part)
-                        else:
-                            kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb],
-                                   b_idx[ra:rb], b_key[ra:rb], exclude_self, td, ti, cand, part)
-            store(qa, qb, td, ti)
-            if progress is not None:
-                progress(qb, m)
-    return KnnResult(out_idx, out_dist, metric, k, bool(include_self), squared)
+    def stored(topd):
+        return np.sqrt(topd) if metric == "l2" and not squared else topd
+
+    def run(lo, hi, store, progress=None):
+        # large k: the direct kernel's pruning weakens and its insertions cost O(k),
+        # so l2 goes through BLAS (measured crossover on MNIST between k=200 and 1200)
+        use_gemm = metric == "l2" and dtype == np.uint8 and n < _GEMM_MAX_ROWS and k >= _GEMM_MIN_K
+        # scratch per run: runs of one plan may go on at once (a worker with threads)
+        cand = np.empty((min(bq, m), min(bb, n)), dtype=np.int32)
+        part = np.empty((min(bq, m), min(bb, n)), dtype=np.int64 if big else np.int32)
+        with numba.parallel_chunksize(_PAR_CHUNK):
+            if use_gemm:
+                _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
+                         block_rows, progress, store, lo, hi)
+            for qa in range(hi if use_gemm else lo, hi, bq):
+                qb = min(qa + bq, hi)
+                # the running top-k of this query block only (sorted by (distance, index))
+                if dtype == np.uint8:
+                    td = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
+                else:
+                    td = np.full((qb - qa, k), np.inf)
+                ti = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
+                gap = np.square(base_mean - q_emb[qa:qb].mean(axis=0)).sum(axis=1)
+                for step, blk in enumerate(np.argsort(gap, kind="stable")):
+                    a, b = base_blocks[blk]
+                    ranges = [(a, b)]
+                    if step == 0 and b - a > 2 * seed_rows:
+                        # every pair of the first block is computed in full (no threshold
+                        # yet): start with a small piece, nearest to the queries in the
+                        # visit order, so the rest of the block meets a real threshold
+                        centre = (qa + qb) // 2 if all_pairs else (a + b) // 2
+                        seed = min(max(centre - seed_rows // 2, a), b - seed_rows)
+                        ranges = [(seed, seed + seed_rows), (a, seed), (seed + seed_rows, b)]
+                    for ra, rb in ranges:
+                        if rb > ra:
+                            if sketch:
+                                kernel(Q[qa:qb], q_idx[qa:qb], q_extra[qa:qb], B[ra:rb],
+                                       b_idx[ra:rb], base_t, ra, exclude_self, td, ti, cand, part)
+                            else:
+                                kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb],
+                                       b_idx[ra:rb], b_key[ra:rb], exclude_self, td, ti, cand, part)
+                store(qa, qb, td, ti)
+                if progress is not None:
+                    progress(qb, m)
+
+    return SearchPlan(run, q_idx, stored, m)
 
 
 # ------------------------------------------------------------------ cache

@@ -201,7 +201,13 @@ def checked_blocks(X, block_rows: int, name: str = "X", *, finite: bool = True):
     n = X.shape[0]
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
-        block = np.ascontiguousarray(X[start:stop])
-        if finite and block.dtype != np.uint8 and not np.isfinite(block).all():
-            raise NumbaconcError(f"{name}: contains NaN or inf (rows {start}..{stop - 1})")
-        yield start, stop, block
+        yield start, stop, read_block(X, start, stop, name, finite=finite)
+
+
+def read_block(X, start: int, stop: int, name: str = "X", *, finite: bool = True) -> np.ndarray:
+    """Rows [start, stop) of X as a C-contiguous block, float blocks checked
+    finite (one block of ``checked_blocks``; a cluster task reads with it)."""
+    block = np.ascontiguousarray(X[start:stop])
+    if finite and block.dtype != np.uint8 and not np.isfinite(block).all():
+        raise NumbaconcError(f"{name}: contains NaN or inf (rows {start}..{stop - 1})")
+    return block
