@@ -162,6 +162,10 @@ def summary(row: Row, runs: dict[int, dict]) -> dict:
     seeds = sorted(runs)
     risk = [runs[s]["test"]["risk"] for s in seeds]
     val = [runs[s]["validation"]["risk"] for s in seeds]
+    # the whole training set: fitting and validation points pooled
+    pooled = [(runs[s]["train"]["risk"] * runs[s]["train"]["n"]
+               + runs[s]["validation"]["risk"] * runs[s]["validation"]["n"])
+              / (runs[s]["train"]["n"] + runs[s]["validation"]["n"]) for s in seeds]
     adv = [runs[s]["test"]["adv_risk"] for s in seeds]
     at = [runs[s]["test"].get("adv_risk_at_alpha") for s in seeds]
     ci = [runs[s]["test"].get("adv_risk_at_alpha_ci") for s in seeds]
@@ -172,12 +176,14 @@ def summary(row: Row, runs: dict[int, dict]) -> dict:
     return dict(
         seeds=seeds, n=len(seeds), target=statistics.mean(target(runs[s]) for s in seeds),
         n_val=runs[seeds[0]]["validation"]["n"], n_test=runs[seeds[0]]["test"]["n"],
-        val_mean=statistics.mean(val), risk=risk, val=val,
+        n_train=runs[seeds[0]]["validation"]["n"] + runs[seeds[0]]["train"]["n"],
+        val_mean=statistics.mean(val), risk=risk, val=val, pooled=pooled,
         risk_mean=statistics.mean(risk), risk_sd=sd(risk), risk_min=min(risk), risk_max=max(risk),
         at_least_alpha=sum(r >= a for r in risk), adv_mean=statistics.mean(adv), adv_sd=sd(adv),
         at_mean=at_mean, at_sd=sd(have) if len(have) > 1 else None, at_n=len(have),
         at_min=min(have) if have else None, at_max=max(have) if have else None, covers=covers,
-        ci_width=statistics.mean(c[1] - c[0] for c in ci if c) if any(ci) else None,
+        ci_width=statistics.median(c[1] - c[0] for c in ci if c) if any(ci) else None,
+        ci_open=sum(1 for c in ci if c and (c[0] <= 0.0 or c[1] >= 0.5)),
         choices=[choice(runs[s]) for s in seeds])
 
 
@@ -197,8 +203,8 @@ def collect() -> dict[Row, dict[int, dict]]:
 
 HEADER = ("| dataset | metric, ε, α | family | splits | target | val. risk, mean | "
           "**test risk** mean (sd) [min, max] | ≥ α | test adv. risk mean (sd) | "
-          "**adv. risk at α** mean (sd) [min, max] | its CI covers the mean | mean CI width |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "**adv. risk at α** mean (sd) [min, max] | its CI covers the mean | median CI width | CIs open |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def summary_line(row: Row, s: dict) -> str:
@@ -210,7 +216,31 @@ def summary_line(row: Row, s: dict) -> str:
             f"{s['n']} | {pct(s['target'])} | {pct(s['val_mean'])} | "
             f"{pct(s['risk_mean'])} ({pct(s['risk_sd'])}) [{pct(s['risk_min'])}, {pct(s['risk_max'])}] | "
             f"{s['at_least_alpha']} / {s['n']} | {pct(s['adv_mean'])} ({pct(s['adv_sd'])}) | {at} | "
-            f"{s['covers']} / {s['at_n']} | {width} |")
+            f"{s['covers']} / {s['at_n']} | {width} | {s['ci_open']} |")
+
+
+def diagnosis(row: Row, s: dict, runs: dict[int, dict]) -> list[str]:
+    """For a row under alpha in more than 10 % of its splits: the validation-test
+    gap against its binomial spread, and the target that would have lifted
+    90 % of the splits to alpha if each region's test risk moved with it."""
+    a, n = row.alpha, s["n"]
+    if n - s["at_least_alpha"] <= max(1, n // 10):
+        return []
+    d0 = runs[s["seeds"][0]]
+    sd_diff = math.sqrt(a * (1 - a) * (1 / s["n_val"] + 1 / s["n_test"]))
+    gaps = [v - r for v, r in zip(s["val"], s["risk"])]
+    need = math.ceil(0.9 * n)                      # splits that must reach alpha
+    short = sorted(s["risk"])[n - need]            # the lowest test risk among those
+    lift = max(0.0, a - short)
+    z = (s["target"] + lift - a) / sd_diff
+    return [f"- {row.name}: {n - s['at_least_alpha']} of {n} splits under α. Validation "
+            f"{s['n_val']} points (val. fraction {d0['inputs'].get('val_fraction')}), test "
+            f"{s['n_test']}; validation − test risk {pct(statistics.mean(gaps))} points on "
+            f"average (sd {pct(statistics.stdev(gaps) if n > 1 else 0)}; the binomial sd of "
+            f"that difference for one fixed region at α is {pct(sd_diff)}). "
+            f"For {need} of {n} splits at α the test risks would have to rise by "
+            f"{pct(lift)} points: a target of {pct(s['target'] + lift)} % "
+            f"(z = {z:.2f} instead of 1.645), if each region's test risk moved with its target."]
 
 
 def tables() -> str:
@@ -221,14 +251,26 @@ def tables() -> str:
              "training set unless a variant says otherwise); figures in % of the test set "
              "(10,000 points).", "", *HEADER]
     lines += [summary_line(r, s) for r, s in main.items()]
-    lines += ["", "Per split (seed: validation risk → test risk, the choice):", ""]
-    for row, s in main.items():
-        per = "; ".join(f"{seed}: {pct(v)} → {pct(r)}{' †' if r < row.alpha else ''} ({c})"
-                        for seed, v, r, c in zip(s["seeds"], s["val"], s["risk"], s["choices"]))
-        lines.append(f"- {row.name}: {per}")
+    lines += ["", "Per split (seed: validation risk / whole training set's risk → test risk, "
+              "the choice):", ""]
+    for row, s in [*main.items(), *((r, summary(r, runs)) for r, runs in variants.items())]:
+        per = "; ".join(f"{seed}: {pct(v)} / {pct(u)} → {pct(r)}{' †' if r < row.alpha else ''} ({c})"
+                        for seed, v, u, r, c in zip(s["seeds"], s["val"], s["pooled"], s["risk"],
+                                                    s["choices"]))
+        sd_pool = math.sqrt(row.alpha * (1 - row.alpha) * (1 / s["n_train"] + 1 / s["n_test"]))
+        diff = [r - u for r, u in zip(s["risk"], s["pooled"])]
+        lines.append(f"- {row.name}: {per}. Test minus whole-training risk: mean "
+                     f"{pct(statistics.mean(diff))}, sd {pct(statistics.stdev(diff) if len(diff) > 1 else 0)} "
+                     f"points (binomial sd for one fixed region at α: {pct(sd_pool)}).")
     lines += ["", "† = test risk below α. sd: standard deviation over the splits. "
               "\"Its CI covers the mean\": in how many splits `test.adv_risk_at_alpha_ci` "
-              "contains the mean of `test.adv_risk_at_alpha` over the splits."]
+              "contains the mean of `test.adv_risk_at_alpha` over the splits. \"CIs open\": splits "
+              "whose interval reaches 0 or runs past 50 % (no frontier member certified on that "
+              "side of α)."]
+    notes = [line for r, s in main.items() for line in diagnosis(r, s, found[r])]
+    notes += [line for r, runs in variants.items() for line in diagnosis(r, summary(r, runs), runs)]
+    if notes:
+        lines += ["", "Rows under α in more than 1 split of 10:", "", *notes]
     if variants:
         lines += ["", "Variants (the options in each run's `.log`, first line):", "", *HEADER]
         lines += [summary_line(r, summary(r, runs)) for r, runs in variants.items()]
