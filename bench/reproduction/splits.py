@@ -251,17 +251,27 @@ def tables() -> str:
              "training set unless a variant says otherwise); figures in % of the test set "
              "(10,000 points).", "", *HEADER]
     lines += [summary_line(r, s) for r, s in main.items()]
-    lines += ["", "Per split (seed: validation risk / whole training set's risk → test risk, "
-              "the choice):", ""]
+    lines += ["", "Per split (seed: validation risk / whole training set's risk, fitting and "
+              "validation points pooled (not for boxes: in-sample) → test risk, the choice):", ""]
     for row, s in [*main.items(), *((r, summary(r, runs)) for r, runs in variants.items())]:
-        per = "; ".join(f"{seed}: {pct(v)} / {pct(u)} → {pct(r)}{' †' if r < row.alpha else ''} ({c})"
-                        for seed, v, u, r, c in zip(s["seeds"], s["val"], s["pooled"], s["risk"],
+        # boxes are grown around their fitting points, so their fitting-set risk
+        # is in-sample (far below alpha): only the validation risk compares
+        pooled = s["pooled"] if row.family != "boxes" else [None] * s["n"]
+        per = "; ".join(f"{seed}: {pct(v)}{'' if u is None else ' / ' + pct(u)} → {pct(r)}"
+                        f"{' †' if r < row.alpha else ''} ({c})"
+                        for seed, v, u, r, c in zip(s["seeds"], s["val"], pooled, s["risk"],
                                                     s["choices"]))
-        sd_pool = math.sqrt(row.alpha * (1 - row.alpha) * (1 / s["n_train"] + 1 / s["n_test"]))
-        diff = [r - u for r, u in zip(s["risk"], s["pooled"])]
-        lines.append(f"- {row.name}: {per}. Test minus whole-training risk: mean "
-                     f"{pct(statistics.mean(diff))}, sd {pct(statistics.stdev(diff) if len(diff) > 1 else 0)} "
-                     f"points (binomial sd for one fixed region at α: {pct(sd_pool)}).")
+        sd = statistics.stdev if s["n"] > 1 else (lambda v: 0.0)
+        a = row.alpha
+        diff = [r - v for r, v in zip(s["risk"], s["val"])]
+        text = (f"Test minus validation risk, in points: mean {pct(statistics.mean(diff))}, sd {pct(sd(diff))} "
+                f"(binomial sd at α: {pct(math.sqrt(a * (1 - a) * (1 / s['n_val'] + 1 / s['n_test'])))})")
+        if row.family != "boxes":
+            diff = [r - u for r, u in zip(s["risk"], s["pooled"])]
+            text += (f"; test minus whole-training risk: mean {pct(statistics.mean(diff))}, sd "
+                     f"{pct(sd(diff))} (binomial sd at α: "
+                     f"{pct(math.sqrt(a * (1 - a) * (1 / s['n_train'] + 1 / s['n_test'])))})")
+        lines.append(f"- {row.name}: {per}. {text}.")
     lines += ["", "† = test risk below α. sd: standard deviation over the splits. "
               "\"Its CI covers the mean\": in how many splits `test.adv_risk_at_alpha_ci` "
               "contains the mean of `test.adv_risk_at_alpha` over the splits. \"CIs open\": splits "
