@@ -22,6 +22,7 @@ from .common import (FORCE_HELP, check_outputs, console, handles_errors, parse_f
 class Method(str, Enum):
     boxes = "boxes"
     balls = "balls"
+    cubes = "cubes"
     halfspace = "halfspace"
     pca = "pca"
     best = "best"
@@ -74,6 +75,12 @@ def measure(
     labels: Annotated[bool, typer.Option(
         "--labels", help="Also print the label-aware lower bound (`numbaconc bound`) on the test "
                          "split at the same epsilon.")] = False,
+    lu: Annotated[Optional[Path], typer.Option(
+        "--lu", help="Label uncertainty (.npy, one value in [0, 2] per point of the train split, or "
+                     "of the source split of a `data import cifar10h --view` file): every ball / "
+                     "cube / half-space region keeps mean LU >= --gamma.")] = None,
+    gamma: Annotated[float, typer.Option(min=0.0, max=2.0, help="With --lu: the LU threshold "
+                                                                "(0.17 in Zhang and Evans 2022).")] = 0.17,
 ):
     """Estimate the concentration of DATA at (alpha, epsilon) with one region family."""
     eps = parse_floats(epsilon, "--epsilon")
@@ -81,18 +88,23 @@ def measure(
         raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
     options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats, domain=domain,
                    t_grid=tuple(int(t) for t in parse_floats(t_grid, "--t-grid")) if tune or clusters is None else None)
-    if metric == Metric.l2:
+    if metric == Metric.l2 or method == Method.cubes:
         options.update(delta=delta)
         options.pop("q"), options.pop("box"), options.pop("t_grid"), options.pop("domain")
         if clusters is None:
-            options["clusters"] = 20
+            options["clusters"] = 20 if metric == Metric.l2 else 10
     check_outputs(files=[("--json", json_out), ("--region", region_out)], force=force, cache=True)
     with datasets.open_dataset(data) as ds, progress_callback("measure") as progress:
         if labels and ds.test.y is None:
             raise NumbaconcError(f"--labels: {ds.path} has no test labels (/test/y)")
+        weights = None
+        if lu is not None:
+            from numbaconc.lu import LabelWeights
+
+            weights = LabelWeights.from_file(ds, lu, gamma)
         result = run_measure(ds, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
                              protocol=protocol.value, val_fraction=val_fraction, seed=seed,
-                             progress=progress, **options)
+                             progress=progress, weights=weights, **options)
         if labels:
             from numbaconc.bound import dataset_lower_bound
 
@@ -131,6 +143,10 @@ def print_result(result: dict):
                       "yes" if row["valid"] else "no (test risk < alpha)",
                       "exact" if row["exact_expansion"] else "upper bound")
     console.print(table)
+    if result["inputs"].get("gamma") is not None:
+        from numbaconc.lu import print_lu_lines
+
+        print_lu_lines(console, rows, result["inputs"]["gamma"])
     truth = result.get("ground_truth")
     if truth:
         console.print(f"ground truth ({truth['relation']}): {pct(truth['concentration'])}; "

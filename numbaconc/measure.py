@@ -34,13 +34,14 @@ from .regions import Region, ball_region, halfspace_region
 from .stats import clopper_pearson
 
 PROTOCOLS = ("holdout", "paper")
-METHODS = ("boxes", "balls", "halfspace", "pca", "best")
+METHODS = ("boxes", "balls", "cubes", "halfspace", "pca", "best")
 FAMILIES = {"linf": ("boxes", "halfspace"), "l2": ("balls", "halfspace")}
-FAMILY_METRIC = {"boxes": "linf", "balls": "l2"}
-FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2"}
+FAMILY_METRIC = {"boxes": "linf", "balls": "l2", "cubes": "linf"}
+FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2", "cubes": "l-inf"}
 METHOD_OPTIONS = {
     "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain"),
     "balls": ("clusters", "delta", "n_neighbors"),
+    "cubes": ("clusters", "delta", "n_neighbors"),
     "halfspace": ("n_components",),
     "pca": (),
 }
@@ -125,7 +126,7 @@ class Concentration:
 
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
                  val_fraction: float = 0.2, seed: int = 0, progress=None,
-                 selection_z: float = SELECTION_Z):
+                 selection_z: float = SELECTION_Z, weights=None):
         if protocol not in PROTOCOLS:
             raise NumbaconcError(f"unknown protocol {protocol!r} (holdout or paper)")
         if not 0.0 < val_fraction < 1.0:
@@ -160,6 +161,13 @@ class Concentration:
             self.X_fit = train.view()
             self.X_select = self.X_test
             self.select_name = "test"
+        # label uncertainty (numbaconc.lu.LabelWeights): per-set LU vectors
+        self.weights = weights
+        self.lu = None
+        if weights is not None:
+            from .lu import split_weights
+
+            self.lu = split_weights(weights, self.fit_rows, self.val_rows, protocol)
         self._boxes: dict = {}
         self._knn: dict = {}
         self._runs: dict = {}
@@ -259,7 +267,12 @@ class Concentration:
         sets = {"train": self.X_fit, "test": self.X_test}
         if self.protocol == "holdout":
             sets["validation"] = self.X_select
-        return {name: region.evaluate(X) for name, X in sets.items()}
+        figures = {name: region.evaluate(X) for name, X in sets.items()}
+        if self.lu is not None:  # each region's mean LU where the set has weights
+            from .lu import add_region_lu
+
+            add_region_lu(figures, region, sets, self.lu)
+        return figures
 
     def _estimate(self, family, method, metric, alpha, epsilon, params, regions, tuning=None,
                   timings=None, frontier=None) -> Estimate:
@@ -275,6 +288,8 @@ class Concentration:
             adv = np.array([r["adv_risk"] for r in rows])
             n = rows[0]["n"]
             fig = dict(n=n, risk=float(risk.mean()), adv_risk=float(adv.mean()))
+            if "mean_lu" in rows[0]:  # label uncertainty (numbaconc.lu)
+                fig["mean_lu"] = float(np.mean([r["mean_lu"] for r in rows]))
             if len(rows) > 1:
                 fig.update(risk_std=float(risk.std()), adv_risk_std=float(adv.std()))
             if name == "test":
@@ -366,9 +381,13 @@ class Concentration:
                                           max_iter=max_iter)
         return self._boxes[key]
 
-    def balls(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None) -> Estimate:
-        """Union of T balls placed greedily (l2), the paper's Algorithm 2."""
+    def balls(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None,
+              metric="l2") -> Estimate:
+        """Union of T balls placed greedily (l2), the paper's Algorithm 2;
+        ``metric="linf"``: cubes (l-inf balls, Zhang and Evans 2022). With
+        label weights, every ball meets the LU constraint (numbaconc.lu)."""
         from .balls import fit_balls
+        from .regions import cube_region
 
         self._check_inputs(alpha, epsilon)
         if delta < 0:
@@ -379,22 +398,33 @@ class Concentration:
         # whole training set's lists hold for it (the paper protocol's search, shared).
         n = self.ds.train.n_samples
         k = n_neighbors or min(n, max(2 * math.ceil(alpha * n * (1 + delta)), 2000))
-        knn = self.neighbours("l2", k, exact_k=False)
+        knn = self.neighbours(metric, k, exact_k=False)
         t0 = time.perf_counter()
         # like the half-space thresholds, the coverage aims at the selection
         # target, so that under holdout the balls can pass it on the validation
         # split (``paper``: the target is alpha itself, the 2019 code)
+        lu = self.lu["train"] if self.lu is not None else None
+        gamma = self.weights.gamma if self.lu is not None else 0.0
         fit = fit_balls(self.X_fit, self.selection_alpha(alpha), self.to_storage(epsilon),
-                        int(clusters), delta=delta, neighbors=knn, progress=self.progress)
+                        int(clusters), delta=delta, neighbors=knn, progress=self.progress,
+                        metric=metric, lu=lu, gamma=gamma)
         timings = dict(fit=time.perf_counter() - t0)
-        region = ball_region(fit.centers, fit.radii_sq, epsilon=self.to_storage(epsilon),
+        make_region = cube_region if metric == "linf" else ball_region
+        region = make_region(fit.centers, fit.radii_sq, epsilon=self.to_storage(epsilon),
                              scale=self.scale, meta=dict(n_balls=int(clusters), delta=delta))
         params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
                       n_neighbors=int(knn.k))
-        t0 = time.perf_counter()
-        frontier = self._ball_frontier(fit, alpha, self.to_storage(epsilon))
-        timings["frontier"] = time.perf_counter() - t0
-        return self._estimate("balls", "balls", "l2", alpha, epsilon, params, [region],
+        if lu is not None:
+            from .lu import greedy_lu_params
+
+            params.update(greedy_lu_params(fit, lu, gamma))
+        family = "cubes" if metric == "linf" else "balls"
+        frontier = None
+        if metric == "l2" and lu is None:  # the prefix frontier is the l2, unconstrained greedy's
+            t0 = time.perf_counter()
+            frontier = self._ball_frontier(fit, alpha, self.to_storage(epsilon))
+            timings["frontier"] = time.perf_counter() - t0
+        return self._estimate(family, family, metric, alpha, epsilon, params, [region],
                               timings=timings, frontier=frontier)
 
     def _ball_frontier(self, fit, alpha, eps) -> dict:
@@ -431,7 +461,8 @@ class Concentration:
                                        [self.to_storage(e) for e in grid], metric=metric,
                                        method=method, n_components=n_components,
                                        margin=self.halfspace_margin,
-                                       X_select=select, progress=self.progress)
+                                       X_select=select, progress=self.progress,
+                                       lu=self._lu_weights())
             share = (time.perf_counter() - t0) / len(grid)
             for e, f in zip(grid, fits):
                 self._halfspace[base + (e,)] = (f, share, len(grid))
@@ -445,11 +476,21 @@ class Concentration:
                       n_components=n_components, threshold_alpha=float(fit.alpha_fit),
                       search_shared_by_epsilons=n_shared)
         family = "pca" if method == "pca" else "halfspace"
-        t0 = time.perf_counter()
-        frontier = self._threshold_frontier(base, fit, alpha)
-        timings["frontier"] = time.perf_counter() - t0
+        frontier = None
+        if self.lu is None:  # the frontier's thresholds ignore LU: only without it
+            t0 = time.perf_counter()
+            frontier = self._threshold_frontier(base, fit, alpha)
+            timings["frontier"] = time.perf_counter() - t0
         return self._estimate(family, family, metric, alpha, epsilon, params, [region],
                               timings=timings, frontier=frontier)
+
+    def _lu_weights(self):
+        """(int64 weights of the fitting rows, integer threshold) or None."""
+        if self.lu is None:
+            return None
+        from .lu import lu_threshold, lu_weights
+
+        return (lu_weights(self.lu["train"], len(self.X_fit)), lu_threshold(self.weights.gamma))
 
     def _threshold_frontier(self, base, fit, alpha) -> dict:
         """The fitted direction's thresholds at fitting-set ranks from a risk
@@ -477,9 +518,12 @@ class Concentration:
         metric = canonical_metric(metric)
         if method not in METHODS:
             raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-        if method in ("boxes", "balls") and metric != FAMILY_METRIC[method]:
+        if method in FAMILY_METRIC and metric != FAMILY_METRIC[method]:
             raise NumbaconcError(f"{method} are the {FAMILY_LABEL[method]} family: "
                                  f"use --metric {FAMILY_METRIC[method]}")
+        if self.lu is not None and method == "boxes":
+            raise NumbaconcError("the LU constraint applies to balls, cubes and half-spaces, "
+                                 "not to boxes: use --method cubes for l-inf")
         if method != "best":
             options = _pick(options, METHOD_OPTIONS[method])
         key = (method, metric, alpha, epsilon, tuple(sorted(
@@ -487,8 +531,8 @@ class Concentration:
         if key not in self._runs:
             if method == "boxes":
                 result = self.boxes(alpha=alpha, epsilon=epsilon, **options)
-            elif method == "balls":
-                result = self.balls(alpha=alpha, epsilon=epsilon, **options)
+            elif method in ("balls", "cubes"):
+                result = self.balls(alpha=alpha, epsilon=epsilon, metric=metric, **options)
             elif method in ("halfspace", "pca"):
                 result = self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
                                         method="pca" if method == "pca" else "search", **options)
@@ -501,8 +545,13 @@ class Concentration:
         """Every family that applies to the metric; the winner has the lowest
         selection-set adversarial risk among those whose selection risk reaches
         the selection target (see ``selection_alpha``)."""
+        families = FAMILIES[metric]
+        if self.lu is not None:  # the families that take the LU constraint
+            from .lu import LU_FAMILIES
+
+            families = LU_FAMILIES[metric]
         estimates = [self.run(family, metric=metric, alpha=alpha, epsilon=epsilon, **options)
-                     for family in FAMILIES[metric]]
+                     for family in families]
         sel, target = self.select_name, self.selection_alpha(alpha)
         feasible = [e for e in estimates if e.figures[sel]["risk"] >= target] or estimates
         winner = min(feasible, key=lambda e: e.figures[sel]["adv_risk"])
@@ -529,14 +578,14 @@ def _check_alpha_eps(alpha, epsilon):
 
 def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, method: str,
             protocol: str = "holdout", val_fraction: float = 0.2, seed: int = 0,
-            progress=None, **options) -> dict:
+            progress=None, weights=None, **options) -> dict:
     """One measurement, as the CLI's ``measure`` prints and saves it.
 
     Returns a JSON-ready dict; ``result["_region"]`` holds the winning Region.
     """
     t0 = time.perf_counter()
     conc = Concentration(dataset, protocol=protocol, val_fraction=val_fraction, seed=seed,
-                         progress=progress)
+                         progress=progress, weights=weights)
     outcome = conc.run(method, metric=metric, alpha=alpha, epsilon=epsilon, **options)
     if method == "best":
         winner, estimates = outcome
@@ -547,7 +596,8 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
                     metric=canonical_metric(metric), alpha=alpha, epsilon=epsilon, method=method,
                     protocol=protocol, seed=seed,
                     val_fraction=val_fraction if protocol == "holdout" else None,
-                    options={k: v for k, v in options.items() if v is not None}),
+                    options={k: v for k, v in options.items() if v is not None},
+                    gamma=None if weights is None else weights.gamma),
         selection=conc.select_name,
         **winner.to_dict(),
     )

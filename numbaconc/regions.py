@@ -10,6 +10,7 @@ of the second.
 | boxes     | outside every box grown by eps (l-inf) | outside every box (faces   | upper bound |
 |           |                                        | beyond the domain ignored) |             |
 | balls     | inside some ball (l2)                  | inside some ball grown eps | exact       |
+| cubes     | inside some l-inf ball (cube)          | inside some cube grown eps | exact       |
 | halfspace | w.x >= b                               | w.x >= b - eps*||w||_*     | exact       |
 """
 
@@ -26,7 +27,7 @@ from .errors import NumbaconcError
 
 REGION_FORMAT = 1
 REGION_ARRAYS = {"boxes": ("centers", "half_widths"), "balls": ("centers", "radii_sq"),
-                 "halfspace": ("w", "b")}   # what each kind needs to answer masks()
+                 "cubes": ("centers", "radii"), "halfspace": ("w", "b")}   # what each kind needs to answer masks()
 
 
 @dataclass
@@ -60,6 +61,11 @@ class Region:
                 X, self.arrays["centers"], self.arrays["radii_sq"], self.epsilon
             )
             return inside, inside_grown
+        if self.kind == "cubes":
+            from .balls import ball_coverage
+
+            return ball_coverage(X, self.arrays["centers"], self.arrays["radii"], self.epsilon,
+                                 metric="linf")
         if self.kind == "halfspace":
             from .halfspace import halfspace_coverage
 
@@ -167,6 +173,7 @@ class Region:
     def _check_shapes(self, path) -> None:
         a, d = self.arrays, self.n_features
         expected = {"centers": (None, d), "half_widths": (None, d), "radii_sq": (None,),
+                    "radii": (None,),
                     "w": (d,), "b": ()}
         parts = len(a["centers"]) if "centers" in a and a["centers"].ndim == 2 else None
         for key in REGION_ARRAYS[self.kind]:
@@ -184,7 +191,7 @@ class Region:
     def summary(self) -> dict:
         out = dict(kind=self.kind, metric=self.metric, epsilon=self.epsilon * self.scale,
                    exact_expansion=self.exact)
-        if self.kind in ("boxes", "balls"):
+        if self.kind in ("boxes", "balls", "cubes"):
             out["n_parts"] = int(len(self.arrays["centers"]))
         if self.kind == "boxes":
             out["expansion_count"] = "within the data domain" if self.domain else "unbounded (2019)"
@@ -232,6 +239,14 @@ def ball_region(centers, radii_sq, *, epsilon, scale, meta=None) -> Region:
     radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
     return Region("balls", "l2", float(epsilon), float(scale), centers.shape[1],
                   dict(centers=centers, radii_sq=radii_sq, radii=np.sqrt(radii_sq)), dict(meta or {}))
+
+
+def cube_region(centers, radii, *, epsilon, scale, meta=None) -> Region:
+    """Union of l-inf balls B(c_j, r_j) (storage units); E_eps: radii r_j + eps."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return Region("cubes", "linf", float(epsilon), float(scale), centers.shape[1],
+                  dict(centers=centers, radii=np.ascontiguousarray(radii, dtype=np.float64)),
+                  dict(meta or {}))
 
 
 def halfspace_region(w, b, *, metric, epsilon, scale, meta=None) -> Region:
