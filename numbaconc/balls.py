@@ -423,7 +423,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     center_index = np.asarray(centers, dtype=np.int64)
     radii_sq = np.asarray(r2s, dtype=np.float64)
     return BallsFit(center_index=center_index,
-                    centers=np.asarray(X[center_index], dtype=np.float64).reshape(len(centers), -1),
+                    centers=np.asarray(X[center_index], dtype=np.float64).reshape(len(centers), X.shape[1]),
                     radii=radii_sq.copy() if linf else np.sqrt(radii_sq), radii_sq=radii_sq,
                     covered=covered, expanded=expanded, history=history, epsilon=eps,
                     metric=metric, stopped=stopped)

@@ -487,7 +487,10 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=No
 
 def _choose(records, alpha: float, use_select: bool):
     """Lowest adversarial risk (on the select split when given); ties go to the
-    larger training risk, then to the earliest candidate."""
+    larger training risk, then to the earliest candidate. Candidates without a
+    threshold (none met the LU constraint: b = +inf) are left out."""
+    feasible = [r for r in records if math.isfinite(r["b"])]
+    records = feasible or records
     adv = np.array([r["adv_risk"] for r in records])
     risk = np.array([r["risk"] for r in records])
     if use_select:
