@@ -29,6 +29,7 @@ class Which(str, Enum):
     fashion_mnist = "fashion-mnist"
     cifar10 = "cifar10"
     all = "all"
+    cifar10_lu = "cifar10-lu"
 
 
 def register(app: typer.Typer):
@@ -59,6 +60,8 @@ def reproduce(
         raise NumbaconcError("--report-only and --force exclude each other")
     check_outputs(folders=[out], cache=True)
     started = time.perf_counter()
+    if which == Which.cifar10_lu:
+        return reproduce_lu(out, data_dir, quick, force, report_only, started)
     names = DATASETS if which == Which.all else (which.value,)
     runner = _runner(out, force=force, seed=seed)
     notes, pictures = {}, {}
@@ -89,6 +92,26 @@ def reproduce(
     report = write_report(done, out / "report.md", command=_command_line(), versions=info,
                           wall_seconds=time.perf_counter() - started, data_notes=notes,
                           pictures=pictures)
+    console.print(f"report: {report}\nresults: {runner.results_path}")
+
+
+def reproduce_lu(out: Path, data_dir: Optional[Path], quick: bool, force: bool, report_only: bool,
+                 started: float):
+    """``reproduce cifar10-lu`` (numbaconc.lu_reproduce)."""
+    from numbaconc import lu_reproduce
+
+    if data_dir is None:
+        raise NumbaconcError("cifar10-lu needs --data-dir (a folder with cifar-10/cifar10.npz and "
+                             "cifar-10h/)")
+    runner = _runner(out, force=force, seed=0)
+    with progress_callback("cifar10-lu") as progress:
+        info = lu_reproduce.run(runner, data_dir, quick=quick, report_only=report_only,
+                                progress_for=progress)
+    done = runner.report_rows()
+    if not done:
+        raise NumbaconcError("no row could be run (see the messages above)")
+    report = lu_reproduce.write_lu_report(done, out, command=_command_line(), versions=versions(),
+                                          wall_seconds=time.perf_counter() - started, info=info)
     console.print(f"report: {report}\nresults: {runner.results_path}")
 
 
@@ -153,6 +176,10 @@ def curve(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for curve.json and curve.png.")] = Path("runs/curve"),
     force: Annotated[bool, typer.Option("--force", help="Recompute finished rows.")] = False,
+    lu: Annotated[Optional[Path], typer.Option(
+        "--lu", help="Label uncertainty .npy (see `measure --lu`): balls, cubes and half-spaces "
+                     "keep mean LU >= --gamma.")] = None,
+    gamma: Annotated[float, typer.Option(min=0.0, max=2.0, help="With --lu: the LU threshold.")] = 0.17,
 ):
     """Concentration across an epsilon grid (or an alpha grid): one run, every neighbour list
     and clustering reused."""
@@ -166,17 +193,27 @@ def curve(
         raise NumbaconcError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     texts = [t.strip() for t in epsilon.split(",") if t.strip()]
     eps = parse_floats(epsilon, "--epsilon")
-    methods = list(FAMILIES[metric]) + ["best"] if method == "best" else [method]
-    if metric == "linf":
+    families = FAMILIES[metric]
+    if lu is not None:
+        from numbaconc.lu import LU_FAMILIES
+
+        families = LU_FAMILIES[metric]
+    methods = list(families) + ["best"] if method == "best" else [method]
+    if metric == "linf" and method != "cubes":
         options = dict(box=box, repeats=repeats, clusters=clusters, q=q, domain=domain,
                        t_grid=None if clusters is not None
                        else tuple(int(t) for t in parse_floats(t_grid, "--t-grid")))
     else:
-        options = dict(clusters=clusters or 20, delta=delta)
+        options = dict(clusters=clusters or (20 if metric == "l2" else 10), delta=delta)
     check_outputs(folders=[out], cache=True)
     runner = _runner(out, force=force, seed=seed)
     with datasets.open_dataset(data) as ds, progress_callback("curve") as progress:
         runner.progress = progress
+        if lu is not None:  # rows with gamma carry the vector's digest in their key
+            from numbaconc.lu import LabelWeights
+
+            runner.weights = LabelWeights.from_file(ds, lu, gamma)
+            options.update(gamma=gamma, lu=datasets.file_sha256([lu])[:16])
         specs = curve_rows(data, metric=metric, alpha=alphas, epsilons=eps, eps_texts=texts,
                            methods=methods, protocol=protocol, options=options)
         rows = runner.run_all(specs, ds, data)

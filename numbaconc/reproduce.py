@@ -9,6 +9,7 @@ skips finished rows unless ``force``. Every row carries the one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -94,8 +95,10 @@ class RowSpec:
                 parts.append("--domain" if opts["domain"] else "--no-domain")
         if opts.get("repeats", 1) > 1:
             parts.append(f"--repeats {opts['repeats']}")
-        if opts.get("delta") and self.metric == "l2":
+        if opts.get("delta") and (self.metric == "l2" or self.family == "cubes"):
             parts.append(f"--delta {opts['delta']:g}")
+        if opts.get("gamma") is not None:  # label uncertainty (numbaconc.lu)
+            parts.append(f"--lu <LU .npy> --gamma {opts['gamma']:g}")
         return " ".join(parts)
 
 
@@ -202,6 +205,7 @@ class Runner:
         self.log = log
         self.progress = progress
         self.rows: dict = {}
+        self.weights = None  # numbaconc.lu.LabelWeights of the dataset at hand (rows with gamma)
         self.verified: set = set()  # keys of rows computed or checked against their data
         if self.results_path.exists() and not force:
             self.rows = read_rows(self.results_path)
@@ -247,15 +251,20 @@ class Runner:
         """The rows a report may show: computed now, or verified against their data."""
         return [row for key, row in self.rows.items() if key in self.verified]
 
-    def context(self, ds, protocol) -> Concentration:
-        key = (str(ds.path), protocol)
+    def context(self, ds, protocol, gamma=None) -> Concentration:
+        key = (str(ds.path), protocol, gamma)
         # one dataset at a time: drop the other datasets' contexts (their
         # neighbour lists are GBs; `reproduce all` held three datasets' at once)
         for other in [k for k in self._contexts if k[0] != key[0]]:
             del self._contexts[other]
         if key not in self._contexts:
+            weights = None
+            if gamma is not None:
+                if self.weights is None:
+                    raise NumbaconcError("a row with gamma needs label weights (--lu)")
+                weights = dataclasses.replace(self.weights, gamma=gamma)
             self._contexts[key] = Concentration(ds, protocol=protocol, seed=self.seed,
-                                                progress=self.progress)
+                                                progress=self.progress, weights=weights)
         return self._contexts[key]
 
     def run_all(self, specs, ds, data_ref: str) -> list[dict]:
@@ -265,9 +274,10 @@ class Runner:
         for s in specs:
             if s.family in ("halfspace", "best") and (
                     self.force or s.key not in self.rows or "error" in self.rows[s.key]):
-                grids.setdefault((s.protocol, s.metric, s.alpha), []).append(s.epsilon)
-        for (protocol, metric, alpha), epsilons in grids.items():
-            self.context(ds, protocol).expect_epsilons(metric, alpha, epsilons)
+                grids.setdefault((s.protocol, s.metric, s.alpha, s.opts.get("gamma")),
+                                 []).append(s.epsilon)
+        for (protocol, metric, alpha, gamma), epsilons in grids.items():
+            self.context(ds, protocol, gamma).expect_epsilons(metric, alpha, epsilons)
         return [self.run(spec, ds, data_ref) for spec in specs]
 
     def run(self, spec: RowSpec, ds, data_ref: str) -> dict:
@@ -285,7 +295,7 @@ class Runner:
         row = dict(key=spec.key, spec=_spec_dict(spec), command=spec.command(data_ref),
                    data_digest=ds.content_digest)
         try:
-            conc = self.context(ds, spec.protocol)
+            conc = self.context(ds, spec.protocol, spec.opts.get("gamma"))
             outcome = conc.run(spec.family, metric=spec.metric, alpha=spec.alpha,
                                epsilon=spec.epsilon, **spec.opts)
             if spec.family == "best":

@@ -203,3 +203,22 @@ def test_cli_lu_errors(tiny_h5, tmp_path):
     res = _invoke("measure", tiny_h5, "--metric", "linf", "--epsilon", "0.1", "--method", "boxes",
                   "--lu", path)
     assert res.exit_code == 1 and "not to boxes" in res.output
+
+
+def test_cli_curve_with_lu_resumes(tiny_h5, tmp_path):
+    path = tmp_path / "lu.npy"
+    np.save(path, np.random.default_rng(2).random(600) * 0.5)
+    out = tmp_path / "run"
+    args = ("curve", tiny_h5, "--metric", "linf", "--alpha", "0.05,0.1", "--epsilon", "8/255",
+            "--method", "cubes", "-T", "3", "--lu", path, "--gamma", "0.3", "--out", out)
+    res = _invoke(*args)
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "curve.json").read_text())["rows"]
+    assert len(rows) == 2 and all(r["train"]["mean_lu"] >= 0.3 for r in rows)
+    assert all("--gamma 0.3" in r["command"] for r in rows)
+    res = _invoke(*args)
+    assert res.exit_code == 0 and res.output.count("skip (done)") == 2
+    # another vector is another row
+    np.save(path, np.random.default_rng(3).random(600) * 0.5)
+    res = _invoke(*args)
+    assert res.exit_code == 0 and "skip (done)" not in res.output
