@@ -19,7 +19,7 @@ from numbaconc.plots import plot_centers, plot_curve, plot_examples
 from numbaconc.regions import Region
 from numbaconc.report import write_report
 from numbaconc.reproduce import (DATASETS, ResultsUnreadable, Runner, curve_rows, locate, plan,
-                                 write_json)
+                                 report_bounds, write_json)
 
 from .common import check_outputs, console, err_console, handles_errors, parse_floats, progress_callback
 
@@ -64,7 +64,7 @@ def reproduce(
         return reproduce_lu(out, data_dir, quick, force, report_only, started)
     names = DATASETS if which == Which.all else (which.value,)
     runner = _runner(out, force=force, seed=seed)
-    notes, pictures = {}, {}
+    notes, pictures, bounds = {}, {}, {}
     for name in names:
         ds, data_ref, reason = locate(name, data_dir)
         if ds is None:
@@ -75,6 +75,7 @@ def reproduce(
             if not report_only:
                 runner.run_all(plan(name, quick=quick), ds, data_ref)
             runner.verify_rows(name, ds)  # saved rows join the report only if they match ds
+            bounds[name] = report_bounds(runner, name, ds, compute=not report_only)
             if data_ref != "mnist":
                 src = datasets.describe(ds)
                 notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "
@@ -91,7 +92,7 @@ def reproduce(
     info = dict(versions(), cores=os.cpu_count())
     report = write_report(done, out / "report.md", command=_command_line(), versions=info,
                           wall_seconds=time.perf_counter() - started, data_notes=notes,
-                          pictures=pictures)
+                          pictures=pictures, bounds=bounds)
     console.print(f"report: {report}\nresults: {runner.results_path}")
 
 

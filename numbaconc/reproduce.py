@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -422,3 +423,41 @@ def curve_rows(dataset_name: str, *, metric: str, alpha, epsilons, eps_texts,
                     epsilon_text=text, family=method, protocol=protocol, options=opts,
                     group="curve")
             for a in alphas for eps, text in zip(epsilons, eps_texts) for method in methods]
+
+
+# ------------------------------------------------------------ lower bounds
+
+
+def report_bounds(runner: Runner, dataset: str, ds, *, compute: bool = True) -> dict:
+    """The label-aware lower bound (numbaconc.bound) on the test split at
+    every epsilon of ``dataset``'s rows: {(metric, epsilon): BoundRow dict}.
+
+    Kept in ``<out>/bounds.json`` by the data's content digest, so a rerun
+    (and ``--report-only``) reads them instead of running the range search
+    again; ``compute=False`` returns only what is kept."""
+    path = runner.out_dir / "bounds.json"
+    kept = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            kept = {}
+    entry = kept.get(dataset)
+    if entry is None or entry.get("data_digest") != ds.content_digest:
+        entry = dict(data_digest=ds.content_digest, rows=[])
+    have = {(r["metric"], round(r["epsilon"], 10)) for r in entry["rows"]}
+    wanted = defaultdict(set)
+    for row in runner.rows.values():
+        spec = row["spec"]
+        if spec.get("dataset") == dataset and (spec["metric"], round(spec["epsilon"], 10)) not in have:
+            wanted[spec["metric"]].add(round(spec["epsilon"], 10))
+    if compute and wanted and ds.test.y is not None:
+        from .bound import dataset_lower_bound
+
+        for metric, epsilons in wanted.items():
+            runner.log(f"lower bound: {dataset} {metric} eps={','.join(f'{e:g}' for e in sorted(epsilons))}")
+            found = dataset_lower_bound(ds, metric=metric, epsilons=sorted(epsilons), split="test")
+            entry["rows"] += [dict(asdict(r), metric=metric) for r in found.rows]
+        kept[dataset] = entry
+        write_json(path, kept)
+    return {(r["metric"], round(r["epsilon"], 10)): r for r in entry["rows"]}

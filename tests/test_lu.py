@@ -19,18 +19,20 @@ from reference_balls import KnnMetric, fit_greedy_lu_ref
 runner = CliRunner()
 
 
-def _case(seed, n=40, d=5):
+def _case(seed, n=40, d=5, kind="uint8"):
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 4, size=(n, d)).astype(np.uint8)  # many ties
+    if kind == "float":
+        X = (X * 0.25 + rng.integers(0, 2, size=(n, d)) * 0.125).astype(np.float32)
     X[5] = X[0]  # a duplicate
     lu = rng.integers(0, 9, n) / 4.0 * (rng.random(n) < 0.6)  # exact multiples of 1/4
     return X, lu
 
 
 @pytest.mark.parametrize("metric", ["l2", "linf"])
-@pytest.mark.parametrize("seed", range(4))
-def test_greedy_matches_reference(metric, seed):
-    X, lu = _case(seed)
+@pytest.mark.parametrize("seed,kind", [(0, "uint8"), (1, "uint8"), (2, "uint8"), (3, "float")])
+def test_greedy_matches_reference(metric, seed, kind):
+    X, lu = _case(seed, kind=kind)
     for gamma in (0.0, 0.25, 0.5, 0.875):
         for K in (3, 20, 40):
             for alpha, eps, T in ((0.2, 1.0, 3), (0.3, 0.0, 2)):
@@ -222,3 +224,18 @@ def test_cli_curve_with_lu_resumes(tiny_h5, tmp_path):
     np.save(path, np.random.default_rng(3).random(600) * 0.5)
     res = _invoke(*args)
     assert res.exit_code == 0 and "skip (done)" not in res.output
+
+
+@pytest.mark.parametrize("metric", ["l2", "linf"])
+def test_lu_greedy_threads_identical(metric, threads):
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 256, size=(300, 12)).astype(np.uint8)
+    lu = rng.random(300) * 0.6
+    fits = []
+    for t in (1, 2):
+        threads(t)
+        fits.append(fit_balls(X, 0.1, 30.0, 4, neighbors=KnnMetric(X, 40, metric), metric=metric,
+                              lu=lu, gamma=0.3))
+    np.testing.assert_array_equal(fits[0].center_index, fits[1].center_index)
+    np.testing.assert_array_equal(fits[0].radii_sq, fits[1].radii_sq)
+    np.testing.assert_array_equal(fits[0].expanded, fits[1].expanded)
