@@ -88,7 +88,8 @@ def measure(
         raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
     options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats, domain=domain,
                    t_grid=tuple(int(t) for t in parse_floats(t_grid, "--t-grid")) if tune or clusters is None else None)
-    if metric == Metric.l2 or method == Method.cubes:
+    # with --lu, best under l-inf runs cubes (not boxes): their options
+    if metric == Metric.l2 or method == Method.cubes or (lu is not None and method == Method.best):
         options.update(delta=delta)
         options.pop("q"), options.pop("box"), options.pop("t_grid"), options.pop("domain")
         if clusters is None:
@@ -146,7 +147,7 @@ def print_result(result: dict):
     if result["inputs"].get("gamma") is not None:
         from numbaconc.lu import print_lu_lines
 
-        print_lu_lines(console, rows, result["inputs"]["gamma"])
+        print_lu_lines(console, rows, result["inputs"]["gamma"], result.get("families_without_region"))
     truth = result.get("ground_truth")
     if truth:
         console.print(f"ground truth ({truth['relation']}): {pct(truth['concentration'])}; "

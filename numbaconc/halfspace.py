@@ -377,8 +377,8 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
             projections[(j, side)] = (p, _threshold(p, k, lu), p_sel)
         p, b, p_sel = projections[(j, side)]
         if not math.isfinite(b):
-            raise NumbaconcError("no half-space threshold covers the target with mean LU >= gamma "
-                                 "in any direction")
+            raise NumbaconcError(f"half-space: in none of the {2 * n_dir} directions (both sides) "
+                                 "does a threshold cover the target with mean LU >= gamma")
         inside, inside_eps = _coverage_from_projection(p, b, shift)
         fit = HalfSpaceFit(
             w=w, b=b, metric=metric, method=method, component=int(c), power=float(e),

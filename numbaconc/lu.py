@@ -326,6 +326,8 @@ def lu_lines(rows, gamma: float) -> list[str]:
     return out
 
 
-def print_lu_lines(console, rows, gamma: float) -> None:
+def print_lu_lines(console, rows, gamma: float, failed: dict | None = None) -> None:
     for line in lu_lines(rows, gamma):
         console.print(line)
+    for family, why in (failed or {}).items():
+        console.print(f"{family}: no region ({why})")

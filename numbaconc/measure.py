@@ -164,6 +164,7 @@ class Concentration:
         # label uncertainty (numbaconc.lu.LabelWeights): per-set LU vectors
         self.weights = weights
         self.lu = None
+        self.lu_failures: dict = {}  # family -> why it has no region under the constraint
         if weights is not None:
             from .lu import split_weights
 
@@ -550,8 +551,16 @@ class Concentration:
             from .lu import LU_FAMILIES
 
             families = LU_FAMILIES[metric]
-        estimates = [self.run(family, metric=metric, alpha=alpha, epsilon=epsilon, **options)
-                     for family in families]
+        estimates = []
+        for family in families:
+            try:
+                estimates.append(self.run(family, metric=metric, alpha=alpha, epsilon=epsilon,
+                                          **options))
+            except NumbaconcError as exc:
+                if self.lu is None or family == families[-1] and not estimates:
+                    raise
+                # under the LU constraint a family may have no region at all
+                self.lu_failures[family] = str(exc)
         sel, target = self.select_name, self.selection_alpha(alpha)
         feasible = [e for e in estimates if e.figures[sel]["risk"] >= target] or estimates
         winner = min(feasible, key=lambda e: e.figures[sel]["adv_risk"])
@@ -604,6 +613,8 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
     if method == "best":
         result["winner"] = winner.family
         result["families"] = [e.to_dict() for e in estimates]
+        if conc.lu_failures:
+            result["families_without_region"] = dict(conc.lu_failures)
     truth = _ground_truth(dataset, alpha, conc.to_storage(epsilon), canonical_metric(metric))
     if truth is not None:
         # a valid estimate can sit above the truth, never clearly below it
