@@ -239,3 +239,20 @@ def test_lu_greedy_threads_identical(metric, threads):
     np.testing.assert_array_equal(fits[0].center_index, fits[1].center_index)
     np.testing.assert_array_equal(fits[0].radii_sq, fits[1].radii_sq)
     np.testing.assert_array_equal(fits[0].expanded, fits[1].expanded)
+
+
+def test_cubes_from_numbaconc_lists_in_place():
+    """numbaconc's own l-inf lists (uint8 distances, int32 indices) are used in
+    place and give the reference's cubes."""
+    from numbaconc.knn import knn
+
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 6, size=(60, 7)).astype(np.uint8)
+    lu = rng.integers(0, 9, 60) / 4.0
+    lists = knn(X, 25, metric="linf", include_self=True)
+    assert np.dtype(lists.stored.dtype) == np.uint8
+    c, r, gains, cov, exp, stopped = fit_greedy_lu_ref(X, 0.2, 2.0, 3, 0.0, "linf", lu, 0.5)
+    fit = fit_balls(X, 0.2, 2.0, 3, neighbors=lists, metric="linf", lu=lu, gamma=0.5)
+    np.testing.assert_array_equal(fit.center_index, c)
+    np.testing.assert_array_equal(fit.radii_sq, r)
+    np.testing.assert_array_equal(fit.expanded, exp)
