@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from numbaconc import datasets
-from numbaconc.bound import dataset_lower_bound, save_certificate
+from numbaconc import api
+from numbaconc.bound import save_certificate
 from numbaconc.errors import NumbaconcError
-from numbaconc.reproduce import write_json
+from numbaconc.outputs import write_json
 
 from .common import console, handles_errors, parse_floats, pct, progress_callback
 from .measure import Metric
@@ -44,7 +44,7 @@ def check_writable(path: Optional[Path], option: str):
 @handles_errors
 def bound(
     data: Annotated[str, typer.Argument(help="HDF5 dataset (with labels) or bundled name (mnist).")],
-    metric: Annotated[Metric, typer.Option(help="Attacker's metric.")] = Metric.l2,
+    metric: Annotated[Metric, typer.Option(case_sensitive=False, help="Attacker's metric.")] = Metric.l2,
     epsilon: Annotated[str, typer.Option(help="Budgets in [0,1] units, comma-separated (8/255 style accepted).")] = "1.0",
     classes: Annotated[Optional[str], typer.Option(help="Only these labels, e.g. 3,7 (default: every class).")] = None,
     degree: Annotated[int, typer.Option(min=2, max=3, help="2: edges (matching); 3: edges and jointly attackable triangles (HiGHS LP).")] = 2,
@@ -69,10 +69,10 @@ def bound(
             chosen = [int(c) for c in classes.split(",") if c.strip()]
         except ValueError:
             raise NumbaconcError(f"--classes: cannot read {classes!r} (e.g. 3,7)") from None
-    with datasets.open_dataset(data) as ds, progress_callback("range search") as progress:
-        result = dataset_lower_bound(ds, metric=metric.value, epsilons=eps, split=split.value,
-                                     degree=degree, classes=chosen, progress=progress)
-        name = ds.name
+    with progress_callback("range search") as progress:
+        result = api.bound(data, metric=metric.value, epsilon=eps, split=split.value, degree=degree,
+                           classes=chosen, progress=progress)
+    name = result.inputs["dataset"]
     if json_out is not None:
         write_json(json_out, result.to_dict())
     if certificate is not None:

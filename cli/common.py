@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from numbaconc import datasets
-from numbaconc.errors import NumbaconcError
+from numbaconc.errors import NumbaconcError, OptionError
 from numbaconc.outputs import OutputExists, check_output_file, check_output_folder
 
 console = Console()
@@ -29,13 +29,26 @@ def handles_errors(func):
         try:
             return func(*args, **kwargs)
         except NumbaconcError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            message = exc.reworded(as_flag) if isinstance(exc, OptionError) else str(exc)
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted (finished results and caches are kept)")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def as_flag(option: str) -> str:
+    """An option as the API words it (``q``, ``domain=False``, ``metric='l2'``)
+    in terms of this CLI's flags (``--q``, ``--no-domain``, ``--metric l2``)."""
+    name, _, value = option.partition("=")
+    flag = "--" + name.replace("_", "-")
+    if value in ("", "True"):
+        return flag
+    if value == "False":
+        return "--no-" + flag[2:]
+    return f"{flag} {value.strip(chr(39))}"
 
 
 FORCE_HELP = "Overwrite output files that already exist (without it, an existing one is an error)."

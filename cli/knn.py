@@ -10,6 +10,8 @@ import typer
 
 from numbaconc import datasets
 from numbaconc.knn import cached_knn, save_knn
+from numbaconc.validation import metric_names
+
 
 from .common import FORCE_HELP, check_outputs, console, handles_errors, progress_callback
 
@@ -21,7 +23,7 @@ def register(app: typer.Typer):
 @handles_errors
 def knn(
     data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
-    metric: Annotated[str, typer.Option(help="l1 | l2 | linf (aliases: cityblock, euclidean, chebyshev).")] = "l1",
+    metric: Annotated[str, typer.Option(help=" | ".join(metric_names()) + ".")] = "l1",
     k: Annotated[int, typer.Option("--k", min=1, help="Neighbours per point.")] = 50,
     split: Annotated[str, typer.Option(help="train or test (all pairs within the split).")] = "train",
     exclude_self: Annotated[bool, typer.Option("--exclude-self", help="Do not count a point as its own neighbour.")] = False,

@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from numbaconc import __version__, budget
+from numbaconc import __version__, budget, cluster
 
 from . import bound as bound_commands
 from . import data as data_commands
 from . import knn as knn_commands
 from . import measure as measure_commands
+from . import report as report_commands
 from .common import handles_errors
 
 app = typer.Typer(
@@ -26,13 +27,7 @@ app.add_typer(data_commands.app, name="data", help="Import datasets to HDF5, ins
 knn_commands.register(app)
 measure_commands.register(app)
 bound_commands.register(app)
-
-try:  # reproduce / curve arrive with the reporting module
-    from . import report as report_commands
-
-    report_commands.register(app)
-except ImportError:  # pragma: no cover
-    pass
+report_commands.register(app)
 
 
 def _version(value: bool):
@@ -48,11 +43,16 @@ def main_callback(
     memory: Annotated[Optional[str], typer.Option(
         "--memory", help="Memory budget, e.g. 2G or 512M (default: $NUMBACONC_MEMORY, else 2G); "
                          "block sizes follow it.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", help="Run the heavy stages on a dask cluster: a scheduler address "
+                            "(tcp://host:8786) or local:N (N worker processes on this machine, "
+                            "for this run). Results are identical to a run without it.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ):
     """numbaconc: find an error region of measure >= alpha whose eps-expansion is smallest."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     _set_memory(memory)
+    _set_scheduler(scheduler)
     if threads is not None:
         import numba
 
@@ -63,6 +63,11 @@ def main_callback(
 def _set_memory(memory):
     budget.set_budget(memory)
     budget.get_budget()  # a bad $NUMBACONC_MEMORY is reported here, before any work
+
+
+@handles_errors
+def _set_scheduler(scheduler):
+    cluster.set_scheduler(scheduler)  # connects (or starts local:N) when a stage first needs it
 
 
 def main():

@@ -9,38 +9,28 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from numbaconc import datasets
+from numbaconc import api, datasets
+from numbaconc.boxes import BOX_SHAPES, DEFAULT_T_GRID
+from numbaconc.api import measure as run_measure
 from numbaconc.errors import NumbaconcError
-from numbaconc.measure import measure as run_measure
+from numbaconc.measure import METHODS, PROTOCOLS
+from numbaconc.outputs import write_json
 from numbaconc.regions import Region
-from numbaconc.reproduce import write_json
+from numbaconc.validation import REGION_METRICS, metric_names
 
 from .common import (FORCE_HELP, check_outputs, console, handles_errors, parse_floats, pct,
                      progress_callback)
 
 
-class Method(str, Enum):
-    boxes = "boxes"
-    balls = "balls"
-    cubes = "cubes"
-    halfspace = "halfspace"
-    pca = "pca"
-    best = "best"
+def _choices(name: str, values) -> type[Enum]:
+    """A typer choice type whose values are the package's own list."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class Metric(str, Enum):
-    linf = "linf"
-    l2 = "l2"
-
-
-class Protocol(str, Enum):
-    holdout = "holdout"
-    paper = "paper"
-
-
-class Box(str, Enum):
-    symmetric = "symmetric"
-    tight = "tight"
+Method = _choices("Method", METHODS)
+Metric = _choices("Metric", metric_names(REGION_METRICS))
+Protocol = _choices("Protocol", PROTOCOLS)
+Box = _choices("Box", BOX_SHAPES)
 
 
 def register(app: typer.Typer):
@@ -51,14 +41,14 @@ def register(app: typer.Typer):
 @handles_errors
 def measure(
     data: Annotated[str, typer.Argument(help="HDF5 dataset or bundled name (mnist).")],
-    metric: Annotated[Metric, typer.Option(help="Perturbation metric.")] = Metric.linf,
+    metric: Annotated[Metric, typer.Option(case_sensitive=False, help="Perturbation metric.")] = Metric.linf,
     epsilon: Annotated[str, typer.Option(help="Budget in [0,1] units (e.g. 0.3 or 8/255).")] = "0.3",
     alpha: Annotated[float, typer.Option(help="Risk level: the error region has measure >= alpha.")] = 0.01,
     method: Annotated[Method, typer.Option(help="Region family (best = every family for the metric).")] = Method.best,
-    clusters: Annotated[Optional[int], typer.Option("--clusters", "-T", min=1, help="Boxes or balls T.")] = None,
+    clusters: Annotated[Optional[int], typer.Option("--clusters", "-T", min=1, help=f"Boxes or balls T (balls: default {api.DEFAULT_BALLS}).")] = None,
     q: Annotated[Optional[float], typer.Option(help="Boxes: fraction of densest points to cover.")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Boxes: tune T over the grid and q by bisection.")] = False,
-    t_grid: Annotated[str, typer.Option(help="Boxes: T grid for --tune.")] = "5,10,15,20,40,75",
+    t_grid: Annotated[str, typer.Option(help="Boxes: T grid for --tune.")] = ",".join(map(str, DEFAULT_T_GRID)),
     box: Annotated[Box, typer.Option(help="Boxes: symmetric (paper) or tight (per-coordinate min/max).")] = Box.symmetric,
     domain: Annotated[Optional[bool], typer.Option(
         "--domain/--no-domain",
@@ -86,41 +76,23 @@ def measure(
     eps = parse_floats(epsilon, "--epsilon")
     if len(eps) != 1:
         raise NumbaconcError("--epsilon takes one value here (use `numbaconc curve` for a grid)")
-    options = dict(clusters=clusters, q=q, box=box.value, repeats=repeats, domain=domain,
-                   t_grid=tuple(int(t) for t in parse_floats(t_grid, "--t-grid")) if tune or clusters is None else None)
-    # with --lu, best under l-inf runs cubes (not boxes): their options
-    if metric == Metric.l2 or method == Method.cubes or (lu is not None and method == Method.best):
-        options.update(delta=delta)
-        options.pop("q"), options.pop("box"), options.pop("t_grid"), options.pop("domain")
-        if clusters is None:
-            options["clusters"] = 20 if metric == Metric.l2 else 10
     check_outputs(files=[("--json", json_out), ("--region", region_out)], force=force, cache=True)
-    with datasets.open_dataset(data) as ds, progress_callback("measure") as progress:
-        if labels and ds.test.y is None:
-            raise NumbaconcError(f"--labels: {ds.path} has no test labels (/test/y)")
-        weights = None
-        if lu is not None:
-            from numbaconc.lu import LabelWeights
-
-            weights = LabelWeights.from_file(ds, lu, gamma)
-        result = run_measure(ds, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
-                             protocol=protocol.value, val_fraction=val_fraction, seed=seed,
-                             progress=progress, weights=weights, **options)
-        if labels:
-            from numbaconc.bound import dataset_lower_bound
-
-            found = dataset_lower_bound(ds, metric=metric.value, epsilons=eps, split="test")
-            result["lower_bound"] = dict(found.rows[0].__dict__, split="test",
-                                         range_search_seconds=found.range_search_seconds)
-    region = result.pop("_region")
-    print_result(result)  # first: a write failure below (disk full) still shows the figures
+    with progress_callback("measure") as progress:
+        result = run_measure(data, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
+                             protocol=protocol.value, clusters=clusters, q=q, tune=tune,
+                             t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")], box=box.value,
+                             domain=domain, delta=delta, repeats=repeats, seed=seed,
+                             val_fraction=val_fraction, labels=labels, lu=lu, gamma=gamma,
+                             progress=progress)
+    out = result.to_dict()
+    print_result(out)  # first: a write failure below (disk full) still shows the figures
     if labels:
-        print_lower_bound(result["lower_bound"])
+        print_lower_bound(out["lower_bound"])
     if region_out is not None:
-        region.save(region_out)
+        result.region.save(region_out)
         console.print(f"region: {region_out}")
     if json_out is not None:
-        write_json(json_out, result)
+        write_json(json_out, out)
         console.print(f"json: {json_out}")
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import budget
-from .datasets import Dataset, open_dataset, take_rows, write_dataset_blocks
+from .datasets import Dataset, RowView, open_dataset, write_dataset_blocks
 from .errors import NumbaconcError
 from .kernels import augment as _k
 
@@ -154,7 +154,7 @@ def augmented_blocks(split, n_rows: int, deformer: Deformer, block_rows: int, pr
     for start in range(0, n_rows, block_rows):
         stop = min(n_rows, start + block_rows)
         src = np.arange(start, stop, dtype=np.int64) % n_src
-        x = deformer(take_rows(split.x, src), start)
+        x = deformer(RowView(split.x).take(src), start)
         y = split.y[src] if split.y is not None else None
         yield x, y
         if progress is not None:

@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import budget
+from .coverage import _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
 from .errors import NumbaconcError
 from .kernels import balls as _k
+from .validation import (METRICS, REGION_METRICS, check_alpha, check_epsilon, check_float,
+                         check_int, check_metric)
 
 _FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
                    # doubles per call up to the evaluator's capacity (thin GEMMs
@@ -69,29 +72,10 @@ class BallsFit:
 # ------------------------------------------------------------------ helpers
 
 
-def _as_data(X, name="X") -> np.ndarray:
-    """uint8 / float32 / float64 (n, d) C-contiguous array (memmaps stay memmaps)."""
-    if hasattr(X, "shape") and hasattr(X, "dtype") and not isinstance(X, np.ndarray):
-        X = X[...]  # h5py.Dataset and similar: read it
-    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise NumbaconcError(f"{name} must be a non-empty 2-D array, got shape {X.shape}")
-    if X.dtype not in (np.uint8, np.float32, np.float64):
-        raise NumbaconcError(f"{name} must be uint8, float32 or float64, got {X.dtype}")
-    if not X.flags.c_contiguous:
-        X = np.ascontiguousarray(X)
-    if X.dtype != np.uint8 and not np.isfinite(X).all():
-        raise NumbaconcError(f"{name} contains NaN or inf")
-    return X
-
-
-_METRIC_NAMES = {"l2": ("l2", "euclidean"), "linf": ("linf", "chebyshev", "inf")}
-
-
 def _check_neighbors(neighbors, n: int, metric: str = "l2"):
     """The lists' indices, validated (read in place: memmaps are not copied)."""
     given = str(getattr(neighbors, "metric", "")).lower()
-    if given not in _METRIC_NAMES[metric]:
+    if METRICS.get(given) != metric:
         raise NumbaconcError(f"neighbors must be {metric} neighbour lists, got metric {given!r}")
     if not getattr(neighbors, "include_self", True):
         raise NumbaconcError("neighbors must include each point itself (include_self=True)")
@@ -199,8 +183,7 @@ class _ExactEvaluator:
         self.lw = np.zeros(1, dtype=np.int64) if lw is None else lw
         self.lu_threshold = int(G)
         n, d = X.shape
-        self.capacity = cap = budget.rows_for(16 * n, _BATCH_SHARE, minimum=1,
-                                              maximum=_MAX_BATCH)
+        self.capacity = cap = batch_capacity(n)
         self.D2 = np.empty((cap, n))
         self.buf_u = np.empty((cap, n))
         self.gain = np.empty(cap, dtype=np.int64)
@@ -243,12 +226,38 @@ class _ExactEvaluator:
         return acc
 
     def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):
+        return self.gains(cand, covered, expanded, n_lo, n_hi, eps,
+                          np.ascontiguousarray(top_hint[cand]))
+
+    def gains(self, cand, covered, expanded, n_lo, n_hi, eps, hint):
+        """(gain, r2, top, profile) of the candidates ``cand`` (``hint``: their list tops)."""
         b = len(cand)
         self.fill(cand)
-        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps,
-                           np.ascontiguousarray(top_hint[cand]), self.buf_u,
-                           self.linf, self.lw, self.lu_threshold, self.gain, self.r2, self.top, self.prof)
+        _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps, hint, self.buf_u,
+                           self.linf, self.lw, self.lu_threshold, self.gain, self.r2, self.top,
+                           self.prof)
         return self.gain[:b], self.r2[:b], self.top[:b], self.prof[:b]
+
+    def add_penalties(self, rows, reach, penalty):
+        """penalty[i] += #{r in rows: d2(x_r, x_i) <= reach[i]} (kernels.add_penalties)."""
+        for a in range(0, len(rows), self.capacity):
+            part = rows[a:a + self.capacity]
+            _k.add_penalties(self.fill(part), len(part), reach, penalty)
+
+
+def batch_capacity(n: int) -> int:
+    """Candidates per exact evaluation: rows of n float64 distances (two buffers)
+    within the budget share."""
+    return budget.rows_for(16 * n, _BATCH_SHARE, minimum=1, maximum=_MAX_BATCH)
+
+
+def _evaluator(X, integer, linf=False, lw=None, G=0):
+    """The exact candidate evaluator: on a cluster, batches split across workers."""
+    from . import cluster
+
+    if cluster.current() is not None:
+        return cluster.BallEvaluator(X, integer, batch_capacity(X.shape[0]), linf, lw, G)
+    return _ExactEvaluator(X, integer, linf, lw, G)
 
 
 def _target(alpha: float, delta: float, n: int) -> int:
@@ -282,26 +291,15 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     """
     X = _as_data(X)
     n = X.shape[0]
-    for name, value in (("alpha", alpha), ("epsilon", epsilon), ("delta", delta)):
-        if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-            raise NumbaconcError(f"{name} must be a finite number, got {value!r}")
-    if not 0.0 < alpha < 1.0:
-        raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
-    if epsilon < 0:
-        raise NumbaconcError(f"epsilon must be >= 0, got {epsilon}")
-    if delta < 0:
-        raise NumbaconcError(f"delta must be >= 0, got {delta}")
-    if isinstance(n_balls, bool) or not isinstance(n_balls, (int, np.integer)) or n_balls < 1:
-        raise NumbaconcError(f"n_balls must be an integer >= 1, got {n_balls!r}")
+    alpha = check_alpha(alpha)
+    epsilon = check_epsilon(epsilon)
+    delta = check_float(delta, "delta", low=0.0)
+    n_balls = check_int(n_balls, "n_balls", low=1)
     N = _target(alpha, delta, n)
     if N > n:
         raise NumbaconcError(f"alpha * (1 + delta) asks for {N} covered points but n = {n}")
-    if metric not in _METRIC_NAMES:
-        raise NumbaconcError(f"metric must be l2 or linf, got {metric!r}")
-    linf = metric == "linf"
-    from .lu import lu_threshold, lu_weights
-
-    from .lu import check_lu
+    linf = check_metric(metric, REGION_METRICS) == "linf"
+    from .lu import check_lu, lu_threshold, lu_weights
 
     lu = check_lu(lu, n, split="X") if lu is not None else None
     lw = lu_weights(lu, n) if lu is not None else np.zeros(n, dtype=np.int64)
@@ -309,9 +307,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     if neighbors is None:
         if n_neighbors is None:
             n_neighbors = min(n, 2 * math.ceil(alpha * n))
-        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) \
-                or not 1 <= n_neighbors <= n:
-            raise NumbaconcError(f"n_neighbors must be an integer in [1, {n}], got {n_neighbors!r}")
+        n_neighbors = check_int(n_neighbors, "n_neighbors", low=1, high=n)
         from .knn import knn  # imported late: optional until needed
 
         neighbors = knn(X, int(n_neighbors), metric=metric, include_self=True)
@@ -325,7 +321,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     best_r2 = np.empty(n, dtype=np.float64)
     lower = np.empty(n, dtype=np.int64)
     list_top = np.empty(n, dtype=np.float64)
-    exact = _ExactEvaluator(X, integer, linf, lw, G)
+    exact = _evaluator(X, integer, linf, lw, G)
     # Bound carried across balls, for candidates once evaluated against all n:
     # later radii are r_m (m >= the later n_lo) among the then-uncovered points,
     # all <= r_{n_hi} of that evaluation; the gain at a radius can only drop by
@@ -398,9 +394,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
             ball_lu = float(lu[new].mean())
         fresh = np.flatnonzero(expanded & ~before)
         if (reach >= 0).any():
-            for a in range(0, len(fresh), exact.capacity):
-                rows = fresh[a:a + exact.capacity]
-                _k.add_penalties(exact.fill(rows), len(rows), reach, penalty)
+            exact.add_penalties(fresh, reach, penalty)
         new_cov = int(covered.sum()) - n_cov
         new_exp = int(expanded.sum()) - n_exp
         if new_exp - new_cov != bg:  # internal consistency of the two paths
@@ -427,45 +421,3 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
                     radii=radii_sq.copy() if linf else np.sqrt(radii_sq), radii_sq=radii_sq,
                     covered=covered, expanded=expanded, history=history, epsilon=eps,
                     metric=metric, stopped=stopped)
-
-
-def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int = 65536,
-                  metric: str = "l2"):
-    """(inside, inside_grown), (n,) bool each: rows of X with d**2 <= r**2 for
-    some ball, and with d <= r + margin (``d**2 <= max(r**2, (r + margin)**2)``).
-
-    ``X`` (n, d) uint8/float32 (memmap or h5py dataset, read in row blocks);
-    ``centers`` (T, d) and ``radii_sq`` (T,) in the same storage units.
-    ``metric="linf"``: cubes, ``radii_sq`` the l-inf radii themselves.
-    """
-    if not hasattr(X, "shape") or len(X.shape) != 2:
-        raise NumbaconcError("X must be a 2-D array")
-    n, d = X.shape
-    centers = np.asarray(centers, dtype=np.float64)
-    radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
-    if centers.ndim != 2 or centers.shape[1] != d or radii_sq.shape != (centers.shape[0],):
-        raise NumbaconcError(f"centers must be (T, {d}) and radii_sq (T,), got "
-                             f"{centers.shape} and {radii_sq.shape}")
-    if not (np.isfinite(centers).all() and np.isfinite(radii_sq).all()) or (radii_sq < 0).any():
-        raise NumbaconcError("centers and radii_sq must be finite, radii_sq >= 0")
-    if not isinstance(margin, (int, float, np.integer, np.floating)) or not math.isfinite(margin) \
-            or margin < 0:
-        raise NumbaconcError(f"margin must be a finite number >= 0, got {margin!r}")
-    if not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
-        raise NumbaconcError(f"block_rows must be an integer >= 1, got {block_rows!r}")
-    dtype = np.dtype(X.dtype)
-    if dtype not in (np.uint8, np.float32, np.float64):
-        raise NumbaconcError(f"X must be uint8, float32 or float64, got {dtype}")
-    integer = bool(dtype == np.uint8 and np.all(centers == np.rint(centers))
-                   and centers.min(initial=0) >= 0 and centers.max(initial=0) <= 255)
-    C = np.ascontiguousarray(centers.astype(np.uint8) if integer else centers)
-    inside = np.zeros(n, dtype=np.bool_)
-    grown = np.zeros(n, dtype=np.bool_)
-    if C.shape[0] == 0:
-        return inside, grown
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        block = _as_data(X[start:stop])
-        _k.coverage(block, C, radii_sq, float(margin), integer, metric == "linf", inside[start:stop],
-                    grown[start:stop])
-    return inside, grown

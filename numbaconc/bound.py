@@ -54,11 +54,12 @@ import numba
 import numpy as np
 
 from . import budget
+from .datasets import RowView
 from .errors import NumbaconcError
 from .kernels import bound as _kernels
-from .knn import _check_finite, _check_matrix, _column_order, _prepare, canonical_metric, gemm_slack
-
-METRICS = ("l2", "linf")
+from .knn import column_order, gemm_slack, prepare_rows
+from .validation import REGION_METRICS as METRICS
+from .validation import canonical_metric, check_finite, check_matrix
 DEFINITIONS = (
     "The concentration estimate uses the error-region definition of adversarial risk (an "
     "attack succeeds only if the perturbed point lands where the classifier disagrees with "
@@ -168,7 +169,7 @@ def conflict_edges(X, labels, *, metric: str, epsilons, scale: float,
     metric = canonical_metric(metric)
     if metric not in METRICS:
         raise NumbaconcError(f"metric {metric!r}: the lower bound supports l2 and linf")
-    n, d, dtype = _check_matrix(X, "X")
+    n, d, dtype = check_matrix(X, name="X")
     y = _labels(labels, n)
     eps = _check_epsilons(epsilons)
     if n >= 2 ** 31:
@@ -176,11 +177,11 @@ def conflict_edges(X, labels, *, metric: str, epsilons, scale: float,
     thr = storage_thresholds(eps, metric=metric, scale=scale, dtype=dtype)
     exact_u8 = dtype == np.uint8
     if metric == "linf":
-        cols = _column_order(X, n, d, "X")
+        cols = column_order(X, n, d, "X")
     else:
-        _check_finite(X, "X")
+        check_finite(X, "X")
         cols = np.arange(d)
-    P, _, _, sq = _prepare(X, n, d, dtype, cols, np.arange(n))
+    P, _, _, sq = prepare_rows(X, n, d, dtype, cols, np.arange(n))
     gemm = metric == "l2" and exact_u8
     if gemm:
         # rows by norm: a block pair whose norms differ by more than 2 eps is
@@ -373,7 +374,7 @@ def conflict_triangles(edges: ConflictEdges, k: int, indptr, indices, P, *, scal
     if t > _LP_MAX_ROWS:
         raise NumbaconcError(f"degree 3: {t} triangles in the conflict graph at epsilon "
                              f"{edges.epsilons[k]:g}, more than the {_LP_MAX_ROWS} LP rows HiGHS "
-                             f"is given here; use --degree 2, smaller epsilons or fewer points")
+                             f"is given here; use degree 2, smaller epsilons or fewer points")
     tri = np.empty((t, 3), dtype=np.int64)
     _kernels.list_triangles(indptr, indices, tri)
     if edges.metric == "linf" or t == 0:
@@ -437,20 +438,18 @@ def lower_bound(X, labels, *, metric: str, epsilons, scale: float, degree: int =
     """
     if degree not in DEGREES:
         raise NumbaconcError(f"degree must be 2 or 3, got {degree!r}")
-    n_all, _, _ = _check_matrix(X, "X")
+    n_all, _, _ = check_matrix(X, name="X")
     y = _labels(labels, n_all)
     rows_kept = np.arange(n_all)
     if classes is not None:
         classes = sorted({int(c) for c in classes})
         missing = [c for c in classes if not np.any(y == c)]
         if len(classes) < 2:
-            raise NumbaconcError(f"--classes needs at least two classes, got {classes}")
+            raise NumbaconcError(f"classes: at least two are needed, got {classes}")
         if missing:
             raise NumbaconcError(f"classes {missing} have no points in this split")
         rows_kept = np.flatnonzero(np.isin(y, classes))
-        from .datasets import take_rows
-
-        X = take_rows(X, rows_kept)
+        X = RowView(X).take(rows_kept)
         y = y[rows_kept]
     points = rows_kept if points is None else np.asarray(points)[rows_kept]
     n = len(y)
@@ -478,11 +477,9 @@ def lower_bound(X, labels, *, metric: str, epsilons, scale: float, degree: int =
         else:
             if n_edges > _LP_MAX_ROWS:
                 raise NumbaconcError(f"degree 3: {n_edges} edges at epsilon {eps:g}, more than the "
-                                     f"{_LP_MAX_ROWS} LP rows HiGHS is given here; use --degree 2")
+                                     f"{_LP_MAX_ROWS} LP rows HiGHS is given here; use degree 2")
             if dense is None and metric == "l2":
-                from .datasets import take_rows
-
-                dense = np.asarray(X) if isinstance(X, np.ndarray) else take_rows(X, np.arange(n))
+                dense = np.asarray(X) if isinstance(X, np.ndarray) else np.asarray(RowView(X))
             tri = conflict_triangles(edges, k, indptr, indices, dense, scale=scale, dtype=dtype)
             if n_edges + len(tri) > _LP_MAX_ROWS:
                 raise NumbaconcError(f"degree 3: {n_edges} edges + {len(tri)} triangles at epsilon "
@@ -551,12 +548,11 @@ def save_certificate(result: BoundResult, path):
 def _pair_distances(X, a, b, metric: str) -> np.ndarray:
     """Distances (l2: squared) of rows a[i], b[i] of X in storage units,
     in integers for uint8, in float64 otherwise (numpy, row blocks)."""
-    from .datasets import take_rows
-
+    view = RowView(X)
     out = np.empty(len(a))
     for s in range(0, len(a), 4096):
-        A = take_rows(X, a[s:s + 4096]).astype(np.int64 if X.dtype == np.uint8 else np.float64)
-        B = take_rows(X, b[s:s + 4096]).astype(A.dtype)
+        A = view.take(a[s:s + 4096]).astype(np.int64 if X.dtype == np.uint8 else np.float64)
+        B = view.take(b[s:s + 4096]).astype(A.dtype)
         diff = A - B
         out[s:s + 4096] = (diff * diff).sum(axis=1) if metric == "l2" else np.abs(diff).max(axis=1)
     return out

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import cluster
 from .boxes_coverage import boxes_from_clusters
 from .errors import NumbaconcError
 from .kmeans import kmeans
@@ -82,6 +83,15 @@ class BoxesModel:
             self._cache[key] = (centers, half_widths, km)
         return self._cache[key]
 
+    def prefit(self, keys) -> None:
+        """Fit the boxes of every (n_clusters, q, seed) in ``keys`` (e.g. the
+        restarts) ahead of ``boxes``: on a cluster one task each, else nothing
+        (``boxes`` fits them when asked)."""
+        todo = [key for key in keys if (key[0], self.n_dense(key[1]), key[2]) not in self._cache]
+        if todo and cluster.current() is not None:
+            for (n_clusters, q, seed), fitted in zip(todo, cluster.boxes_fits(self, todo)):
+                self._cache[(n_clusters, self.n_dense(q), seed)] = fitted
+
     def region(self, n_clusters: int, q: float, seed: int, epsilon: float, domain=None) -> Region:
         centers, half_widths, km = self.boxes(n_clusters, q, seed)
         meta = dict(n_clusters=n_clusters, q=q, seed=seed, n_dense=self.n_dense(q),
@@ -125,14 +135,17 @@ def tune_boxes(model: BoxesModel, X_select, *, alpha: float, epsilon: float, see
     """For every T in the grid, search q; pick the (T, q) with the lowest
     selection-set adversarial risk. ``target_text``: the target in words for
     the failure message (the caller knows the user's alpha behind it)."""
-    table = []
-    for i, n_clusters in enumerate(t_grid):
-        if n_clusters > len(model.X):
-            continue
-        table.append(search_q(model, X_select, n_clusters=n_clusters, alpha=alpha,
-                              epsilon=epsilon, seed=seed, q_tol=q_tol, domain=domain))
-        if progress is not None:
-            progress(i + 1, len(t_grid))
+    options = dict(alpha=alpha, epsilon=epsilon, seed=seed, q_tol=q_tol, domain=domain)
+    grid = [(i, n_clusters) for i, n_clusters in enumerate(t_grid) if n_clusters <= len(model.X)]
+    if cluster.current() is not None:  # one task per T
+        table = cluster.boxes_grid(model, X_select, [t for _, t in grid], options, progress,
+                                   len(t_grid))
+    else:
+        table = []
+        for i, n_clusters in grid:
+            table.append(search_q(model, X_select, n_clusters=n_clusters, **options))
+            if progress is not None:
+                progress(i + 1, len(t_grid))
     feasible = [row for row in table if row["q"] is not None]
     if not feasible:
         target_text = target_text or f"risk >= {alpha:g} on the selection set"

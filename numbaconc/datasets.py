@@ -24,10 +24,8 @@ import logging
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,7 +34,7 @@ import h5py
 import numpy as np
 
 from .errors import NumbaconcError
-from .outputs import check_output_folder, make_folder, os_reason
+from .outputs import atomic_path, check_output_folder, make_folder, os_reason  # noqa: F401 (atomic_path: re-exported)
 
 FORMAT_VERSION = 1
 CACHE_ENV = "NUMBACONC_CACHE"
@@ -85,43 +83,6 @@ def bundled_source(name: str) -> Path:
     if not folder.is_dir():
         raise NumbaconcError(f"bundled dataset {name!r} not found under {root}")
     return folder
-
-
-@contextmanager
-def atomic_path(out: Path | str):
-    """Yield a temporary path beside ``out``; rename it to ``out`` on success.
-
-    On any error the temporary file is removed, so a failed or interrupted
-    write never leaves a half-written output under the final name. An OS
-    error (disk full, read-only, a folder in the way) becomes one line
-    naming ``out``.
-    """
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as exc:
-        raise NumbaconcError(f"{out}: cannot write ({os_reason(exc)})") from None
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-        os.replace(tmp, out)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise NumbaconcError(f"{out}: could not write ({os_reason(exc)}); nothing was written "
-                                 "under that name") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def file_sha256(paths) -> str:
@@ -445,14 +406,15 @@ class Split:
         """Rows [start, stop) as a C-contiguous array (a view for memmaps)."""
         return np.ascontiguousarray(self.x[start:stop])
 
-    def take(self, index) -> np.ndarray:
-        return take_rows(self.x, index)
-
     def array(self) -> np.ndarray:
         """The whole matrix: zero copy for a memmap, read into memory otherwise."""
         if isinstance(self.x, np.ndarray):
             return self.x
         return np.ascontiguousarray(self.x[...])
+
+    def take(self, index) -> np.ndarray:
+        """``x[index]`` (any order, repeats allowed), read through a ``RowView``."""
+        return self.view().take(index)
 
     def view(self, rows=None) -> "RowView":
         """The rows ``rows`` (any index array; None = all) as a ``RowView``:
@@ -466,7 +428,7 @@ class Split:
 
 @dataclass
 class Dataset:
-    path: Path
+    path: Path | None                  # None: arrays in memory (dataset_from_arrays)
     name: str
     image_shape: tuple
     scale: float
@@ -520,17 +482,44 @@ class Dataset:
         self.close()
 
 
-def take_rows(x, index) -> np.ndarray:
-    """``x[index]`` for an ndarray or an h5py dataset (which needs sorted indices)."""
-    index = np.asarray(index, dtype=np.int64)
-    if isinstance(x, np.ndarray):
-        return np.ascontiguousarray(x[index])
-    order = np.argsort(index, kind="stable")
-    uniq, inverse = np.unique(index[order], return_inverse=True)
-    block = x[uniq]
-    out = np.empty((len(index),) + block.shape[1:], dtype=block.dtype)
-    out[order] = block[inverse]
-    return out
+def dataset_from_arrays(X_train, X_test, *, y_train=None, y_test=None, name: str = "arrays",
+                        scale: float | None = None, image_shape=None) -> Dataset:
+    """A ``Dataset`` over arrays in memory (or memmaps, or h5py datasets): no file.
+
+    Parameters
+    ----------
+    X_train, X_test : (n, d) uint8 or float32 matrices
+        Storage units: uint8 pixel levels, or float32 in [0, 1] units.
+    y_train, y_test : (n,) integer labels, optional
+    name : str
+        How outputs name the data.
+    scale : float, optional
+        [0, 1] units per storage unit (default 1/255 for uint8, 1 for float32).
+    image_shape : tuple, optional
+        Shape of one row as an image (default ``(d,)``).
+
+    Caches (neighbour lists) are keyed by the content digest of the arrays,
+    computed here once.
+    """
+    from .integrity import array_digest
+    from .validation import check_finite, check_matrix
+
+    _, d, dtype = check_matrix(X_train, name="X_train")
+    _, d_test, dtype_test = check_matrix(X_test, name="X_test")
+    if (d_test, dtype_test) != (d, dtype):
+        raise NumbaconcError(f"X_test is {d_test} features of {dtype_test} but X_train is "
+                             f"{d} features of {dtype}")
+    check_finite(X_train, "X_train")
+    check_finite(X_test, "X_test")
+    y_train = _check_labels(y_train, X_train.shape[0], "y_train")
+    y_test = _check_labels(y_test, X_test.shape[0], "y_test")
+    scale = (1.0 / 255.0 if dtype == np.uint8 else 1.0) if scale is None else float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise NumbaconcError(f"scale must be finite and > 0, got {scale}")
+    digest = array_digest(X_train, X_test, *(y for y in (y_train, y_test) if y is not None))
+    return Dataset(path=None, name=name, image_shape=tuple(image_shape or (d,)), scale=scale,
+                   checksum=digest, train=Split("train", X_train, y_train),
+                   test=Split("test", X_test, y_test), _digest=digest)
 
 
 def _read_labels(f: h5py.File, split: str, n: int, path: Path):

@@ -17,7 +17,7 @@ def evaluate_region(region: Region, dataset: Dataset, split: str = "all") -> dic
             f"region was fitted on data with scale {region.scale:g}, {dataset.path} has {dataset.scale:g}"
         )
     names = ("train", "test") if split == "all" else (split,)
-    out = dict(kind=region.kind, metric=region.metric, epsilon=region.epsilon * region.scale,
+    out = dict(kind=region.kind, metric=region.metric, epsilon=region.epsilon,
                expansion="exact" if region.exact else "upper bound", dataset=str(dataset.path),
                splits={})
     for name in names:

@@ -19,8 +19,9 @@ e = 1 is the natural choice and the others rarely win).
 
 Everything is in storage units (pixel levels for uint8 data): pass
 ``epsilon / dataset.scale``. The search projects batches of directions with
-one float32 matrix product per row block (uint8 blocks are cast per block,
-never the whole matrix); the winner is then re-fitted in float64 with the
+float32 matrix products per row block (uint8 blocks are cast per block,
+never the whole matrix; single-threaded BLAS calls on fixed pieces, so the
+values do not depend on the thread count, see ``_products``); the winner is then re-fitted in float64 with the
 same kernel ``halfspace_coverage`` uses, so the reported b and risks are exact
 and reproducible by ``halfspace_coverage``.
 
@@ -36,18 +37,23 @@ member of the family; report it with its test risk (valid only if >= alpha).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import budget
+from . import budget, cluster
+from .coverage import _coverage_from_projection, _project64
+from .coverage import halfspace_coverage, project_rows  # noqa: F401 (re-exported)
 from .errors import NumbaconcError
 from .kernels import halfspace as _k
+from .validation import (REGION_METRICS, as_matrix, check_float, check_int, check_metric,
+                         checked_blocks, read_block)
 
-METRICS = ("l2", "linf")
+METRICS = REGION_METRICS
 METHODS = ("pca", "search")
+_DTYPES = (np.uint8, np.float32, np.float64)
 DEFAULT_POWERS = (1.0, 2.0, 4.0, 8.0, 16.0)
 _SEARCH_BLOCK = 8192  # rows per float32 block cast from X in the search
 _STAT_BLOCK = 8192  # rows per float64 block for the covariance
@@ -86,62 +92,22 @@ def dual_norm(w: np.ndarray, metric: str) -> float:
 
 
 def _check_matrix(X, name: str):
-    """Accept an ndarray / memmap, an h5py.Dataset or a numbaconc Split."""
-    X = getattr(X, "x", X)  # datasets.Split
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        X = np.asarray(X)
-    if len(X.shape) != 2:
-        raise NumbaconcError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
-    if X.dtype not in (np.uint8, np.float32, np.float64):
-        raise NumbaconcError(f"{name} has dtype {X.dtype} (uint8, float32 or float64 expected)")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise NumbaconcError(f"{name} is empty (shape {tuple(X.shape)})")
-    return X
+    """An ndarray / memmap, h5py.Dataset, RowView or numbaconc Split (its rows)."""
+    return as_matrix(X, _DTYPES, name)
 
 
-def _blocks(X, block_rows: int, name: str):
-    """Yield (start, stop, C-contiguous block); float blocks are checked finite."""
-    n = X.shape[0]
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        block = np.ascontiguousarray(X[start:stop])
-        if block.dtype != np.uint8 and not np.isfinite(block).all():
-            raise NumbaconcError(f"{name} contains NaN or inf (rows {start}..{stop - 1})")
-        yield start, stop, block
+def _column_sums(block: np.ndarray) -> np.ndarray:
+    return block.sum(axis=0, dtype=np.float64)
 
 
-def _check_metric(metric) -> str:
-    if metric not in METRICS:
-        raise NumbaconcError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    return metric
-
-
-def _check_float(value, name: str, lo: float | None = None, *, open_lo=False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise NumbaconcError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise NumbaconcError(f"{name} must be finite, got {value}")
-    if lo is not None and (value < lo or (open_lo and value == lo)):
-        raise NumbaconcError(f"{name} must be {'>' if open_lo else '>='} {lo}, got {value}")
-    return value
+def _centred_products(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    centred = block.astype(np.float64) - mean
+    return centred.T @ centred  # numpy uses syrk for A.T @ A
 
 
 def _quantile_rank(alpha: float, n: int) -> int:
     """k = ceil(alpha * n) (guarding against 0.01 * 600 = 6.000000000000001)."""
     return int(min(n, max(1, math.ceil(round(alpha * n, 9)))))
-
-
-def _project64(X, w: np.ndarray, name: str, block_rows: int = 65536) -> np.ndarray:
-    """X @ w in float64 by the fixed-order kernel (identical for any block size)."""
-    w = np.ascontiguousarray(w, dtype=np.float64)
-    out = np.empty(X.shape[0], dtype=np.float64)
-    block_rows = min(block_rows, budget.rows_for(X.shape[1] * np.dtype(X.dtype).itemsize, 0.125,
-                                                 minimum=64))
-    for start, stop, block in _blocks(X, block_rows, name):
-        _k.project_rows(block, w, out[start:stop])
-    return out
 
 
 def _kth_largest(p: np.ndarray, k: int) -> float:
@@ -183,14 +149,15 @@ def principal_components(X, *, block_rows: int = _STAT_BLOCK, name: str = "X"):
     n, d = X.shape
     if n < 2:
         raise NumbaconcError(f"{name} needs at least 2 samples for a covariance, got {n}")
+    # per-block sums added in block order (on a cluster: one task per block)
+    read = functools.partial(read_block, name=name)
     total = np.zeros(d, dtype=np.float64)
-    for _, _, block in _blocks(X, block_rows, name):
-        total += block.sum(axis=0, dtype=np.float64)
+    for part in cluster.map_blocks(_column_sums, X, block_rows, reader=read):
+        total += part
     mean = total / n
     cov = np.zeros((d, d), dtype=np.float64)
-    for _, _, block in _blocks(X, block_rows, name):
-        centred = block.astype(np.float64) - mean
-        cov += centred.T @ centred  # numpy uses syrk for A.T @ A
+    for part in cluster.map_blocks(_centred_products, X, block_rows, (mean,), reader=read):
+        cov += part
     cov /= n - 1
     with _one_blas_thread():
         values, vectors = np.linalg.eigh(cov)
@@ -241,7 +208,7 @@ class _Projector:
         m = Wt.shape[0]
         P = self.P[:m]
         # finite check only on the first pass over the data
-        rows_iter = _blocks(self.X, self.rows, self.name) if not self._checked else _raw_blocks(self.X, self.rows)
+        rows_iter = checked_blocks(self.X, self.rows, self.name, finite=not self._checked)
         for start, stop, block in rows_iter:
             size = stop - start
             if block.dtype == np.float32:
@@ -250,17 +217,35 @@ class _Projector:
                 src = self.buf[:size]
                 np.copyto(src, block, casting="unsafe")
             tmp = self.tmp[:m, :size]
-            np.matmul(Wt, src.T, out=tmp)
+            _products(Wt, src, tmp)
             P[:, start:stop] = tmp
         self._checked = True
         return P
 
 
-def _raw_blocks(X, block_rows: int):
-    n = X.shape[0]
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        yield start, stop, np.ascontiguousarray(X[start:stop])
+_PIECE_ROWS = 1024  # rows per single-threaded BLAS call in _products
+
+
+def _products(Wt: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
+    """out = Wt @ src.T, identical for any thread count: a multi-threaded sgemm
+    rounds differently for each thread count, so each piece of _PIECE_ROWS rows
+    is one single-threaded BLAS call, the pieces spread over Numba's thread
+    count (the same rounding in this process and on any cluster worker)."""
+    import numba
+    from concurrent.futures import ThreadPoolExecutor
+
+    def piece(a):
+        np.matmul(Wt, src[a:a + _PIECE_ROWS].T, out=out[:, a:a + _PIECE_ROWS])
+
+    starts = range(0, src.shape[0], _PIECE_ROWS)
+    threads = min(numba.get_num_threads(), len(starts))
+    with _one_blas_thread():
+        if threads <= 1:
+            for a in starts:
+                piece(a)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(piece, starts))
 
 
 # ---------------------------------------------------------------------- API
@@ -289,7 +274,7 @@ def fit_halfspace(X, alpha: float, epsilon: float, *, metric: str, method: str =
     products that run well below the BLAS peak; the result does not depend
     on the batch.
     """
-    epsilon = _check_float(epsilon, "epsilon", 0.0)
+    epsilon = check_float(epsilon, "epsilon", low=0.0)
     return fit_halfspace_curve(X, alpha, [epsilon], metric=metric, method=method,
                                n_components=n_components, powers=powers, margin=margin,
                                X_select=X_select, batch=batch, progress=progress)[0]
@@ -311,7 +296,7 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
     """
     X = _check_matrix(X, "X")
     n, d = X.shape
-    alpha = _check_float(alpha, "alpha")
+    alpha = check_float(alpha, "alpha")
     if not 0.0 < alpha < 1.0:
         raise NumbaconcError(f"alpha must be in (0, 1), got {alpha}")
     try:
@@ -320,17 +305,13 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
         raise NumbaconcError(f"epsilon values must be numbers, got {epsilons!r}") from None
     if not eps_list:
         raise NumbaconcError("epsilon: give at least one value")
-    eps_arr = np.array([_check_float(e, "epsilon", 0.0) for e in eps_list])
-    metric = _check_metric(metric)
+    eps_arr = np.array([check_float(e, "epsilon", low=0.0) for e in eps_list])
+    metric = check_metric(metric)
     if method not in METHODS:
         raise NumbaconcError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise NumbaconcError(f"batch must be a positive integer, got {batch!r}")
-    if n_components is None:
-        n_components = d
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral) \
-            or not 1 <= n_components <= d:
-        raise NumbaconcError(f"n_components must be an integer in [1, {d}], got {n_components!r}")
+    batch = check_int(batch, "batch", low=1)
+    n_components = check_int(d if n_components is None else n_components, "n_components",
+                             low=1, high=d)
     if method == "pca":
         powers, n_components = (1.0,), 1
     try:
@@ -341,7 +322,7 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
         raise NumbaconcError(f"powers must be a non-empty sequence of positive numbers, got {powers!r}")
     if margin is None:
         margin = 0.5 / math.sqrt(n) if method == "search" else 0.0
-    margin = _check_float(margin, "margin", 0.0)
+    margin = check_float(margin, "margin", low=0.0)
     alpha_fit = alpha + margin
     if alpha_fit >= 1.0:
         raise NumbaconcError(f"alpha + margin must be < 1, got {alpha} + {margin:.4g}")
@@ -445,29 +426,19 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=No
     n_dir, n_eps = shifts.shape
     n_sel = X_select.shape[0] if X_select is not None else 0
     batch = min(batch, n_dir, search_batch(n, n_sel))
-    proj = _Projector(X, batch, "X")
-    proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
     n_sel = n_sel or None
-    b_hi = np.empty(batch, dtype=np.float32)
-    b_lo = np.empty(batch, dtype=np.float32)
-    counts = np.empty((batch, n_eps, 4), dtype=np.int64)
-    sel_counts = np.empty((batch, n_eps, 4), dtype=np.int64)
+    bounds = [(start, min(n_dir, start + batch)) for start in range(0, n_dir, batch)]
+    batches = ((np.ascontiguousarray(W[:, a:b].T, dtype=np.float32),
+                np.ascontiguousarray(shifts[a:b], dtype=np.float64)) for a, b in bounds)
+    if cluster.current() is not None:  # direction batches as tasks
+        results = cluster.halfspace_batches(X, X_select, batches, batch, k, lu)
+    else:
+        proj = _Projector(X, batch, "X")
+        proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
+        results = (_batch_counts(proj, proj_sel, Wt, sh, k, lu) for Wt, sh in batches)
     records = [[] for _ in range(n_eps)]
-    for start in range(0, n_dir, batch):
-        stop = min(n_dir, start + batch)
+    for (start, stop), (b_hi, b_lo, cnt, scnt) in zip(bounds, results):
         m = stop - start
-        Wt = np.ascontiguousarray(W[:, start:stop].T, dtype=np.float32)
-        sh = np.ascontiguousarray(shifts[start:stop], dtype=np.float64)
-        P = proj(Wt)
-        if lu is None:
-            _k.select_thresholds(P, k, b_hi[:m], b_lo[:m])
-        else:
-            _k.lu_thresholds(P, k, lu[0], lu[1], b_hi[:m], b_lo[:m])
-        _k.count_sides(P, b_hi[:m], b_lo[:m], sh, counts[:m])
-        if proj_sel is not None:
-            _k.count_sides(proj_sel(Wt), b_hi[:m], b_lo[:m], sh, sel_counts[:m])
-        cnt = counts[:m].tolist()
-        scnt = sel_counts[:m].tolist() if proj_sel is not None else None
         for r in range(m):
             c, e = labels[start + r]
             hi, lo = float(b_hi[r]), -float(b_lo[r])
@@ -483,6 +454,29 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=No
         if progress is not None:
             progress(stop, n_dir)
     return records
+
+
+def _batch_counts(proj, proj_sel, Wt: np.ndarray, sh: np.ndarray, k: int, lu=None):
+    """One batch of directions (Wt: (m, d) float32, sh: (m, n_eps) shifts): the
+    float32 thresholds of both sides (b_hi, b_lo) and the counts of each side and
+    epsilon on X and X_select (lists, None without X_select). ``lu``: (weights,
+    G) of numbaconc.lu: the thresholds of the label-uncertainty search."""
+    m = Wt.shape[0]
+    b_hi = np.empty(m, dtype=np.float32)
+    b_lo = np.empty(m, dtype=np.float32)
+    counts = np.empty((m, sh.shape[1], 4), dtype=np.int64)
+    P = proj(Wt)
+    if lu is None:
+        _k.select_thresholds(P, k, b_hi, b_lo)
+    else:
+        _k.lu_thresholds(P, k, lu[0], lu[1], b_hi, b_lo)
+    _k.count_sides(P, b_hi, b_lo, sh, counts)
+    scnt = None
+    if proj_sel is not None:
+        sel_counts = np.empty((m, sh.shape[1], 4), dtype=np.int64)
+        _k.count_sides(proj_sel(Wt), b_hi, b_lo, sh, sel_counts)
+        scnt = sel_counts.tolist()
+    return b_hi, b_lo, counts.tolist(), scnt
 
 
 def _choose(records, alpha: float, use_select: bool):
@@ -508,45 +502,7 @@ def _choose(records, alpha: float, use_select: bool):
     return records[order[0]], note
 
 
-def _coverage_from_projection(p: np.ndarray, b: float, shift: float):
-    inside = np.empty(p.shape[0], dtype=np.bool_)
-    inside_eps = np.empty(p.shape[0], dtype=np.bool_)
-    _k.count_coverage(p, float(b), float(shift), inside, inside_eps)
-    return inside, inside_eps
-
-
-def halfspace_coverage(X, w, b, shift: float, *, block_rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """(inside E: w.x >= b, inside E_eps: w.x >= b - shift) as boolean arrays.
-
-    ``shift`` = epsilon * ||w||_* in storage units (``fit.shift``). Projections
-    use the same float64 kernel as ``fit_halfspace``, so
-    ``halfspace_coverage(X_train, fit.w, fit.b, fit.shift)[0].mean() == fit.train_risk``.
-    """
-    X = _check_matrix(X, "X")
-    w = np.asarray(w, dtype=np.float64)
-    if w.shape != (X.shape[1],):
-        raise NumbaconcError(f"w must have shape ({X.shape[1]},), got {w.shape}")
-    if not np.isfinite(w).all():
-        raise NumbaconcError("w contains NaN or inf")
-    b = _check_float(b, "b")
-    shift = _check_float(shift, "shift", 0.0)
-    if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral) or block_rows < 1:
-        raise NumbaconcError(f"block_rows must be a positive integer, got {block_rows!r}")
-    p = _project64(X, w, "X", int(block_rows))
-    return _coverage_from_projection(p, b, shift)
-
-
-def halfspace_risks(X, fit: HalfSpaceFit, *, block_rows: int = 65536) -> tuple[int, int, int]:
+def halfspace_risks(X, fit: HalfSpaceFit, *, block_rows: int | None = None) -> tuple[int, int, int]:
     """(n_inside, n_inside_eps, n_samples) of a fitted half-space on X (e.g. the test split)."""
     inside, inside_eps = halfspace_coverage(X, fit.w, fit.b, fit.shift, block_rows=block_rows)
     return int(inside.sum()), int(inside_eps.sum()), int(inside.shape[0])
-
-
-def project_rows(X, w, *, block_rows: int = 65536) -> np.ndarray:
-    """w.x for every row of X, float64, by the kernel every half-space count
-    uses (so thresholds compared with these agree with ``halfspace_coverage``)."""
-    X = _check_matrix(X, "X")
-    w = np.asarray(w, dtype=np.float64)
-    if w.shape != (X.shape[1],) or not np.isfinite(w).all():
-        raise NumbaconcError(f"w must be a finite vector of shape ({X.shape[1]},)")
-    return _project64(X, w, "X", int(block_rows))

@@ -16,9 +16,9 @@ import numpy as np
 
 from .errors import NumbaconcError
 from .kernels import kmeans as _k
+from .validation import CHUNK_ROWS, canonical_metric, check_choice, check_int, check_matrix, readonly
 
-METRICS = {"l2": "l2", "euclidean": "l2", "sqeuclidean": "l2",
-           "l1": "l1", "cityblock": "l1", "manhattan": "l1"}
+METRICS = ("l1", "l2")
 EMPTY = ("keep", "farthest")
 # Rows per kernel call = _BATCH_CHUNKS * chunk_rows; bounds the chunk-sum
 # buffers to _BATCH_CHUNKS x n_clusters x n_features (chunk layout, and so
@@ -38,34 +38,15 @@ class KMeansResult:
     history: list = field(default_factory=list)
 
 
-def readonly(X: np.ndarray) -> np.ndarray:
-    """A read-only view (no copy). Kernels only read rows, and a read-only
-    array is its own Numba type: passing every array as read-only means one
-    compiled signature per dtype instead of two (writable and memmap)."""
-    if X.flags.writeable:
-        X = X.view()
-        X.flags.writeable = False
-    return X
-
-
 def check_rows(X, name: str = "X") -> np.ndarray:
-    """Validate a (n, d) uint8/float32 array (memmaps welcome); return it as a
-    C-contiguous read-only view.
-
-    Float input is checked for NaN/inf chunk by chunk (no full-size temporary).
-    """
+    """A (n, d) uint8/float32 array (memmaps welcome) as a C-contiguous
+    read-only view; float input is checked for NaN/inf chunk by chunk (no
+    full-size temporary)."""
     if not isinstance(X, np.ndarray):
         raise NumbaconcError(f"{name} must be a numpy array or memmap, got {type(X).__name__}")
-    if X.ndim != 2:
-        raise NumbaconcError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.dtype not in (np.uint8, np.float32):
-        raise NumbaconcError(f"{name} must be uint8 or float32, got {X.dtype}")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise NumbaconcError(f"{name} is empty (shape {X.shape})")
-    if not X.flags.c_contiguous:
-        X = np.ascontiguousarray(X)
-    X = readonly(X)
-    if X.dtype == np.float32 and _k.count_nonfinite(X, 4096) > 0:
+    check_matrix(X, name=name)
+    X = readonly(np.ascontiguousarray(X))
+    if X.dtype == np.float32 and _k.count_nonfinite(X, CHUNK_ROWS) > 0:
         raise NumbaconcError(f"{name} contains NaN or inf")
     return X
 
@@ -113,7 +94,7 @@ def _kmeanspp(X, n_clusters, metric, rng):
 
 
 def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: int = 30,
-           random_state=None, empty: str = "keep", chunk_rows: int = 4096) -> KMeansResult:
+           random_state=None, empty: str = "keep", chunk_rows: int = CHUNK_ROWS) -> KMeansResult:
     """Lloyd's k-means, in the order of the 2019 code.
 
     Order of operations: ``centers`` = initial centres; then for iteration
@@ -152,21 +133,11 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     """
     X = check_rows(X)
     n, d = X.shape
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
-        raise NumbaconcError(f"n_clusters must be an integer, got {n_clusters!r}")
-    n_clusters = int(n_clusters)
-    if not 1 <= n_clusters <= n:
-        raise NumbaconcError(f"n_clusters must be in [1, n_samples={n}], got {n_clusters}")
-    if metric not in METRICS:
-        raise NumbaconcError(f"metric must be one of {sorted(set(METRICS))}, got {metric!r}")
-    metric = METRICS[metric]
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise NumbaconcError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if empty not in EMPTY:
-        raise NumbaconcError(f"empty must be one of {EMPTY}, got {empty!r}")
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise NumbaconcError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
-    chunk_rows = int(chunk_rows)
+    n_clusters = check_int(n_clusters, "n_clusters", low=1, high=n)
+    metric = canonical_metric(metric, METRICS)
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    check_choice(empty, EMPTY, "empty")
+    chunk_rows = check_int(chunk_rows, "chunk_rows", low=1)
 
     rng = np.random.default_rng(random_state)
     C = _initial_centers(X, n_clusters, init, metric, rng)

@@ -57,26 +57,12 @@ from . import budget, datasets
 from .errors import NumbaconcError
 from .integrity import array_digest
 from .kernels import knn as _kernels
-
-METRICS = {
-    "l1": "l1", "cityblock": "l1", "manhattan": "l1",
-    "l2": "l2", "euclidean": "l2",
-    "linf": "linf", "chebyshev": "linf", "inf": "linf",
-}
+from .validation import METRICS, canonical_metric, check_finite, check_int, check_matrix  # noqa: F401 (METRICS: the registry, re-exported)
 
 _READ_ROWS = 8192        # rows per read when copying the input
 _BASE_BLOCK_BYTES = 1 << 20  # base block kept in L2 while queries stream over it
 _QUERY_BLOCK = 512       # queries per kernel call (progress granularity)
 _PAR_CHUNK = 8           # queries per dynamic scheduling chunk (early exit is uneven)
-
-
-def canonical_metric(name: str) -> str:
-    """Map an alias (``cityblock``, ``euclidean``, ``chebyshev`` ...) to l1 / l2 / linf."""
-    try:
-        return METRICS[str(name).lower()]
-    except KeyError:
-        raise NumbaconcError(
-            f"unknown metric {name!r} (choose from {', '.join(sorted(METRICS))})") from None
 
 
 def list_dtypes(metric: str, dtype, n_rows: int, d: int):
@@ -174,22 +160,7 @@ def scratch_array(shape, dtype, share: float = 0.25, *, zero: bool = False) -> n
 # ------------------------------------------------------------------ input
 
 
-def _check_matrix(X, name: str):
-    shape = getattr(X, "shape", None)
-    dtype = getattr(X, "dtype", None)
-    if shape is None or dtype is None:
-        raise NumbaconcError(f"{name}: expected an array (n, d), got {type(X).__name__}")
-    if len(shape) != 2:
-        raise NumbaconcError(f"{name}: expected a 2-D array (n, d), got shape {tuple(shape)}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.uint8, np.float32):
-        raise NumbaconcError(f"{name}: dtype {dtype} not supported (uint8 or float32)")
-    if shape[0] < 1 or shape[1] < 1:
-        raise NumbaconcError(f"{name}: empty array of shape {tuple(shape)}")
-    return int(shape[0]), int(shape[1]), dtype
-
-
-def _column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
+def column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
     """Columns by decreasing variance (stable), computed block by block
     (float input is checked for NaN / inf on the way)."""
     total = np.zeros(d)
@@ -205,14 +176,7 @@ def _column_order(X, n: int, d: int, name: str = "base") -> np.ndarray:
     return np.argsort(-var, kind="stable")
 
 
-def _check_finite(X, name: str) -> None:
-    if np.dtype(X.dtype) != np.uint8:
-        for a in range(0, X.shape[0], _READ_ROWS):
-            if not np.isfinite(np.asarray(X[a:a + _READ_ROWS])).all():
-                raise NumbaconcError(f"{name}: contains NaN or inf")
-
-
-def _prepare(X, n: int, d: int, dtype, cols: np.ndarray, position: np.ndarray):
+def prepare_rows(X, n: int, d: int, dtype, cols: np.ndarray, position: np.ndarray):
     """Copy X with permuted (and for uint8 zero-padded) columns, row i going to
     row ``position[i]`` (the visit order), into a scratch array; row sums /
     norms in the same order. One pass over X.
@@ -249,7 +213,7 @@ def _embed(B, Q, cols: np.ndarray, d: int):
     principal directions of a base sample (float32), block by block."""
     rng = np.random.default_rng(0)
     n = B.shape[0]
-    sample = datasets.take_rows(B, np.sort(rng.choice(n, size=min(n, 2048), replace=False)))
+    sample = datasets.RowView(B).take(np.sort(rng.choice(n, size=min(n, 2048), replace=False)))
     sample = sample[:, cols].astype(np.float64)
     mean = sample.mean(axis=0)
     sample -= mean
@@ -303,7 +267,6 @@ def _cluster_order(emb: np.ndarray) -> np.ndarray:
 # (kernels.knn.knn_block_*_u8_sketch): a cheap lower bound for 32 / 64 base
 # rows at once drops most pairs before any exact span is computed.
 
-_SKETCH = True           # use the prefilter for l1 / linf on uint8
 _PATCH = 4               # l1 groups: 4 x 4 pixel patches when d is a square
 _GROUP = 16              # otherwise runs of 16 consecutive columns
 _LINF_COLS = 32          # columns each linf query checks in the prefilter
@@ -396,11 +359,13 @@ def gemm_slack(d: int) -> float:
 
 
 def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
-             block_rows, progress, store):
+             block_rows, progress, store, lo=0, hi=None):
     """Exact l2 kNN on uint8 rows: float32 GEMM blocks give candidates with a
     certified error bound, which are then re-ranked in exact integers.
-    ``store(qa, qb, topd, topi)`` receives each query block's result."""
+    ``store(qa, qb, topd, topi)`` receives each query block's result, for the
+    query positions [lo, hi)."""
     m, n = len(Q), len(B)
+    hi = m if hi is None else hi
     cap = 2 * k + _GEMM_EXTRA
     # per query: heap (k float64), candidates (cap x int32, float64, int64), top-k (2 x k int64)
     per_query = 8 * k + 20 * cap + 16 * k
@@ -426,8 +391,8 @@ def _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
             floats[blk] = out
         return out
 
-    for qa in range(0, m, bq):
-        qb = min(qa + bq, m)
+    for qa in range(lo, hi, bq):
+        qb = min(qa + bq, hi)
         nq = qb - qa
         Qf = Q[qa:qb, :d].astype(np.float32)
         heap = np.full((nq, k), np.inf)
@@ -484,31 +449,27 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     default they are allocated in memory.
     """
     metric = canonical_metric(metric)
-    n, d, dtype = _check_matrix(base, "base")
+    n, d, dtype = check_matrix(base, name="base")
     all_pairs = queries is None
     if all_pairs:
         m = n
         exclude_self = not include_self
         available = n if include_self else n - 1
     else:
-        m, dq, qdtype = _check_matrix(queries, "queries")
+        m, dq, qdtype = check_matrix(queries, name="queries")
         if dq != d:
             raise NumbaconcError(f"queries: {dq} features but base has {d}")
         if qdtype != dtype:
             raise NumbaconcError(f"queries: dtype {qdtype} but base is {dtype}")
         exclude_self = False
         available = n
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise NumbaconcError(f"k must be an integer, got {k!r}")
-    k = int(k)
-    if k < 1:
-        raise NumbaconcError(f"k must be >= 1, got {k}")
+    k = check_int(k, "k", low=1)
     if k > available:
         raise NumbaconcError(
             f"k={k} exceeds the {available} available neighbours "
             f"({n} base rows{'' if include_self or not all_pairs else ', self excluded'})")
-    if block_rows is not None and (not isinstance(block_rows, (int, np.integer)) or block_rows < 1):
-        raise NumbaconcError(f"block_rows must be a positive integer, got {block_rows!r}")
+    if block_rows is not None:
+        block_rows = check_int(block_rows, "block_rows", low=1)
     idx_type, dist_type, squared = list_dtypes(metric, dtype, n, d)
     if out is None:
         out_idx = np.empty((m, k), dtype=idx_type)
@@ -519,13 +480,56 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
                 or out_dist.dtype != dist_type:
             raise NumbaconcError(f"out: expected two ({m}, {k}) arrays of {idx_type} and {dist_type}")
 
+    from . import cluster
+
+    if cluster.current() is not None:  # query blocks as tasks on a dask cluster
+        cluster.knn_on_cluster(base, k, metric=metric, queries=queries, include_self=include_self,
+                               block_rows=block_rows, progress=progress, out=(out_idx, out_dist))
+    else:
+        plan = plan_search(base, k, metric=metric, queries=queries, include_self=include_self,
+                           block_rows=block_rows)
+
+        def store(qa, qb, topd, topi):
+            """One query block's lists into the outputs, in the original row order."""
+            rows = plan.query_order[qa:qb]
+            out_idx[rows] = topi
+            out_dist[rows] = plan.stored(topd)
+
+        plan.run(0, m, store, progress)
+    return KnnResult(out_idx, out_dist, metric, k, bool(include_self), squared)
+
+
+class SearchPlan:
+    """A prepared kNN search (``plan_search``): ``run(lo, hi, store, progress)``
+    searches the queries at visit-order positions [lo, hi) and calls
+    ``store(qa, qb, topd, topi)`` per query block; the lists belong to the
+    queries ``query_order[qa:qb]`` and ``stored(topd)`` gives the distances as
+    kept. The lists are exact, so any split of [0, n_queries) into runs gives
+    the same lists."""
+
+    def __init__(self, run, query_order, stored, n_queries):
+        self.run, self.query_order, self.stored, self.n_queries = run, query_order, stored, n_queries
+
+
+def plan_search(base, k: int, *, metric: str, queries=None, include_self: bool = True,
+                block_rows: int | None = None) -> SearchPlan:
+    """Everything ``knn`` prepares before its query loop (arguments checked by
+    ``knn``): the visit order, the prepared copies and the prefilter arrays."""
+    metric = canonical_metric(metric)
+    n, d, dtype = check_matrix(base, name="base")
+    all_pairs = queries is None
+    m = n if all_pairs else int(queries.shape[0])
+    exclude_self = all_pairs and not include_self
+    squared = list_dtypes(metric, dtype, n, d)[2]
+    k = int(k)
+
     # Visit order (never affects the result, only the speed): rows are grouped
     # by a coarse k-means in a small PCA space, and each query block meets the
     # base blocks nearest to it first, so thresholds get tight early. The
     # prepared copies are written in that order directly (one copy each).
-    cols = _column_order(base, n, d)
+    cols = column_order(base, n, d)
     if not all_pairs:
-        _check_finite(queries, "queries")
+        check_finite(queries, "queries")
     b_emb, q_emb = _embed(base, None if all_pairs else queries, cols, d)
     b_order = _cluster_order(b_emb)
     q_order = b_order if all_pairs else _cluster_order(q_emb)
@@ -539,22 +543,13 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
         pos[order] = np.arange(len(order), dtype=np.int64)
         return pos
 
-    B, b_sum, b_l1, b_sq = _prepare(base, n, d, dtype, cols, position(b_order))
+    B, b_sum, b_l1, b_sq = prepare_rows(base, n, d, dtype, cols, position(b_order))
     if all_pairs:
         Q, q_sum, q_l1, q_sq = B, b_sum, b_l1, b_sq
     else:
-        Q, q_sum, q_l1, q_sq = _prepare(queries, m, d, dtype, cols, position(q_order))
+        Q, q_sum, q_l1, q_sq = prepare_rows(queries, m, d, dtype, cols, position(q_order))
     b_key = np.sqrt(b_sq.astype(np.float64)) if metric == "l2" else b_l1
     q_key = np.sqrt(q_sq.astype(np.float64)) if metric == "l2" else q_l1
-
-    def store(qa, qb, topd, topi):
-        """One query block's lists into the outputs, in the original row order."""
-        rows = q_idx[qa:qb]
-        out_idx[rows] = topi
-        if metric == "l2" and not squared:
-            out_dist[rows] = np.sqrt(topd)
-        else:
-            out_dist[rows] = topd
 
     bytes_per_row = B.shape[1] * B.itemsize
     bb = int(block_rows) if block_rows else max(64, _BASE_BLOCK_BYTES // bytes_per_row)
@@ -563,8 +558,8 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     base_mean = np.array([b_emb[a:b].mean(axis=0) for a, b in base_blocks])
     seed_rows = max(2 * k, 128)
 
-    kernel = _kernels.KERNELS[(metric, dtype.name)]
-    sketch = _SKETCH and dtype == np.uint8 and metric in ("l1", "linf")
+    kernel = _kernels.KERNELS.get((metric, dtype.name))
+    sketch = dtype == np.uint8 and metric in ("l1", "linf")
     if sketch and metric == "l1":
         b_sk = _l1_sketch(B, d, cols)
         q_extra = b_sk if all_pairs else _l1_sketch(Q, d, cols)
@@ -574,49 +569,55 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
         q_extra = _linf_columns(Q, B, d, k)
         base_t = _transposed(B)
         kernel = _kernels.knn_block_linf_u8_sketch
-    cand = np.empty((min(bq, m), min(bb, n)), dtype=np.int32)
     # partial distances fit int32 unless d is huge (l2 on uint8: d >= 33026)
     big = {"l1": 255, "l2": 255 * 255, "linf": 255}[metric] * d >= 2 ** 31
-    part = np.empty((min(bq, m), min(bb, n)), dtype=np.int64 if big else np.int32)
 
-    # large k: the direct kernel's pruning weakens and its insertions cost O(k),
-    # so l2 goes through BLAS (measured crossover on MNIST between k=200 and 1200)
-    use_gemm = metric == "l2" and dtype == np.uint8 and n < _GEMM_MAX_ROWS and k >= _GEMM_MIN_K
-    with numba.parallel_chunksize(_PAR_CHUNK):
-        if use_gemm:
-            _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
-                     block_rows, progress, store)
-        for qa in range(0 if not use_gemm else m, m, bq):
-            qb = min(qa + bq, m)
-            # the running top-k of this query block only (sorted by (distance, index))
-            if dtype == np.uint8:
-                td = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
-            else:
-                td = np.full((qb - qa, k), np.inf)
-            ti = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
-            gap = np.square(base_mean - q_emb[qa:qb].mean(axis=0)).sum(axis=1)
-            for step, blk in enumerate(np.argsort(gap, kind="stable")):
-                a, b = base_blocks[blk]
-                ranges = [(a, b)]
-                if step == 0 and b - a > 2 * seed_rows:
-                    # every pair of the first block is computed in full (no threshold
-                    # yet): start with a small piece, nearest to the queries in the
-                    # visit order, so the rest of the block meets a real threshold
-                    centre = (qa + qb) // 2 if all_pairs else (a + b) // 2
-                    lo = min(max(centre - seed_rows // 2, a), b - seed_rows)
-                    ranges = [(lo, lo + seed_rows), (a, lo), (lo + seed_rows, b)]
-                for ra, rb in ranges:
-                    if rb > ra:
-                        if sketch:
-                            kernel(Q[qa:qb], q_idx[qa:qb], q_extra[qa:qb], B[ra:rb],
-                                   b_idx[ra:rb], base_t, ra, exclude_self, td, ti, cand, part)
-                        else:
-                            kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb],
-                                   b_idx[ra:rb], b_key[ra:rb], exclude_self, td, ti, cand, part)
-            store(qa, qb, td, ti)
-            if progress is not None:
-                progress(qb, m)
-    return KnnResult(out_idx, out_dist, metric, k, bool(include_self), squared)
+    def stored(topd):
+        return np.sqrt(topd) if metric == "l2" and not squared else topd
+
+    def run(lo, hi, store, progress=None):
+        # large k: the direct kernel's pruning weakens and its insertions cost O(k),
+        # so l2 goes through BLAS (measured crossover on MNIST between k=200 and 1200)
+        use_gemm = metric == "l2" and dtype == np.uint8 and n < _GEMM_MAX_ROWS and k >= _GEMM_MIN_K
+        # scratch per run: runs of one plan may go on at once (a worker with threads)
+        cand = np.empty((min(bq, m), min(bb, n)), dtype=np.int32)
+        part = np.empty((min(bq, m), min(bb, n)), dtype=np.int64 if big else np.int32)
+        with numba.parallel_chunksize(_PAR_CHUNK):
+            if use_gemm:
+                _l2_gemm(Q, q_idx, q_sq, B, b_idx, b_sq, q_emb, b_emb, d, k, exclude_self,
+                         block_rows, progress, store, lo, hi)
+            for qa in range(hi if use_gemm else lo, hi, bq):
+                qb = min(qa + bq, hi)
+                # the running top-k of this query block only (sorted by (distance, index))
+                if dtype == np.uint8:
+                    td = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
+                else:
+                    td = np.full((qb - qa, k), np.inf)
+                ti = np.full((qb - qa, k), _kernels.BIG, dtype=np.int64)
+                gap = np.square(base_mean - q_emb[qa:qb].mean(axis=0)).sum(axis=1)
+                for step, blk in enumerate(np.argsort(gap, kind="stable")):
+                    a, b = base_blocks[blk]
+                    ranges = [(a, b)]
+                    if step == 0 and b - a > 2 * seed_rows:
+                        # every pair of the first block is computed in full (no threshold
+                        # yet): start with a small piece, nearest to the queries in the
+                        # visit order, so the rest of the block meets a real threshold
+                        centre = (qa + qb) // 2 if all_pairs else (a + b) // 2
+                        seed = min(max(centre - seed_rows // 2, a), b - seed_rows)
+                        ranges = [(seed, seed + seed_rows), (a, seed), (seed + seed_rows, b)]
+                    for ra, rb in ranges:
+                        if rb > ra:
+                            if sketch:
+                                kernel(Q[qa:qb], q_idx[qa:qb], q_extra[qa:qb], B[ra:rb],
+                                       b_idx[ra:rb], base_t, ra, exclude_self, td, ti, cand, part)
+                            else:
+                                kernel(Q[qa:qb], q_idx[qa:qb], q_key[qa:qb], B[ra:rb],
+                                       b_idx[ra:rb], b_key[ra:rb], exclude_self, td, ti, cand, part)
+                store(qa, qb, td, ti)
+                if progress is not None:
+                    progress(qb, m)
+
+    return SearchPlan(run, q_idx, stored, m)
 
 
 # ------------------------------------------------------------------ cache

@@ -134,6 +134,26 @@ class LabelWeights:
         return cls(train=load_lu(path, n_train, "train"), gamma=gamma)
 
 
+def label_weights(dataset, lu, gamma) -> LabelWeights:
+    """The ``LabelWeights`` of ``lu``: a .npy path (``LabelWeights.from_file``)
+    or a vector aligned with the dataset's train split."""
+    if isinstance(lu, (str, Path)):
+        return LabelWeights.from_file(dataset, lu, gamma)
+    return LabelWeights(train=check_lu(lu, dataset.train.n_samples, split="the train split"),
+                        gamma=gamma)
+
+
+def lu_digest(lu) -> str:
+    """A short digest of an LU vector (its file's bytes, or the vector's values)."""
+    if isinstance(lu, (str, Path)):
+        from .datasets import file_sha256
+
+        return file_sha256([Path(lu)])[:16]
+    from .integrity import array_digest
+
+    return array_digest(np.asarray(lu, dtype=np.float64))[:16]
+
+
 def mean_lu(inside: np.ndarray, lu: np.ndarray | None):
     """Mean LU of the points in a region (None without weights, NaN if empty)."""
     if lu is None:

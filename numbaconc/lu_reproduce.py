@@ -249,9 +249,9 @@ def write_lu_report(rows: list[dict], out_dir: Path, *, command: str, versions: 
             lines += ["", f"(no plot: {exc})"]
     if failed:
         lines += ["", "## Rows that failed", ""]
-        lines += [f"- {r['command']}: {r['error']}" for r in failed]
+        lines += [f"- {r.get('command', r['key'])}: {r['error']}" for r in failed]
     lines += ["", "## Commands (one per row; `<view seed s>` is the seed's view file)", "", "```"]
-    lines += sorted({r["command"] for r in rows})
+    lines += sorted({r["command"] for r in rows if r.get("command") is not None})
     lines += ["```", ""]
     out = Path(out_dir) / "report.md"
     with atomic_path(out) as tmp:

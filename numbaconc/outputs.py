@@ -20,9 +20,11 @@ refused (``OutputExists``; the CLI adds which flag overwrites it) unless
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import NumbaconcError
@@ -111,3 +113,62 @@ def make_folder(path, *, what: str | None = None) -> Path:
     if not path.is_dir():
         raise NumbaconcError(f"{what or path}: is a file, not a folder")
     return path
+
+
+@contextmanager
+def atomic_path(out: Path | str):
+    """Yield a temporary path beside ``out``; rename it to ``out`` on success.
+
+    On any error the temporary file is removed, so a failed or interrupted
+    write never leaves a half-written output under the final name. An OS
+    error (disk full, read-only, a folder in the way) becomes one line
+    naming ``out``.
+    """
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise NumbaconcError(f"{out}: cannot write ({os_reason(exc)})") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        os.replace(tmp, out)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise NumbaconcError(f"{out}: could not write ({os_reason(exc)}); nothing was written "
+                                 "under that name") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def jsonable(value):
+    """``json.dumps(default=...)`` for numpy scalars/arrays, paths and tuples."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path, payload: dict, indent: int = 2) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=indent, default=jsonable) + "\n")
+    return Path(path)

@@ -130,8 +130,8 @@ def write_report(rows: list[dict], out: Path, *, command: str, versions: dict, w
                 lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
         lines += ["### Commands (one per row)", "", "```"]
         seen = set()
-        for row in items:
-            if row["command"] not in seen:
+        for row in items:  # rows run without a row_command (the Python API) have none
+            if row.get("command") is not None and row["command"] not in seen:
                 seen.add(row["command"])
                 lines.append(row["command"])
         lines += ["```", ""]

@@ -3,8 +3,8 @@
 A run is a list of rows (dataset, metric, alpha, epsilon, family, protocol,
 options). Each finished row is written to ``results.json`` at once (atomic
 rewrite), so Ctrl-C or a crash loses nothing already computed and a rerun
-skips finished rows unless ``force``. Every row carries the one
-``numbaconc measure`` command that regenerates it.
+skips finished rows unless ``force``. Run from the CLI, every row
+carries the one ``numbaconc measure`` command that regenerates it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from importlib import resources
 from pathlib import Path
 
 from . import datasets
-from .datasets import atomic_path
-from .errors import NumbaconcError
+from .errors import NumbaconcError, OptionError
 from .measure import Concentration, versions
-from .outputs import os_reason
+from .outputs import jsonable, os_reason, write_json  # noqa: F401 (re-exported)
 from .regions import Region
 
 RESULTS_FORMAT = 1
@@ -77,30 +76,6 @@ class RowSpec:
         text = json.dumps([self.dataset, self.metric, self.alpha, round(self.epsilon, 10),
                            self.family, self.protocol, list(self.options), ROW_VERSION])
         return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-    def command(self, data_ref: str) -> str:
-        opts = self.opts
-        parts = ["numbaconc measure", data_ref, f"--metric {self.metric}",
-                 f"--epsilon {self.epsilon_text}", f"--alpha {self.alpha:g}",
-                 f"--method {self.family}", f"--protocol {self.protocol}"]
-        if opts.get("clusters") is not None:
-            parts.append(f"--clusters {opts['clusters']}")
-        if opts.get("q") is not None:
-            parts.append(f"--q {opts['q']:g}")
-        if opts.get("t_grid"):
-            parts.append("--tune --t-grid " + ",".join(map(str, opts["t_grid"])))
-        if self.family in ("boxes", "best") and self.metric == "linf":
-            if opts.get("box"):
-                parts.append(f"--box {opts['box']}")
-            if opts.get("domain") is not None:
-                parts.append("--domain" if opts["domain"] else "--no-domain")
-        if opts.get("repeats", 1) > 1:
-            parts.append(f"--repeats {opts['repeats']}")
-        if opts.get("delta") and (self.metric == "l2" or self.family == "cubes"):
-            parts.append(f"--delta {opts['delta']:g}")
-        if opts.get("gamma") is not None:  # label uncertainty (numbaconc.lu)
-            parts.append(f"--lu <LU .npy> --gamma {opts['gamma']:g}")
-        return " ".join(parts)
 
 
 def _opts(**kwargs) -> tuple:
@@ -198,13 +173,16 @@ class Runner:
     """Runs rows against opened datasets, keeping results in ``results.json``."""
 
     def __init__(self, out_dir: Path, *, force: bool = False, seed: int = 0, log=print,
-                 progress=None):
+                 progress=None, row_command=None):
+        """``row_command(spec, data_ref)``: the one-line command each row records
+        (the CLI's ``numbaconc measure ...``); None records none."""
         self.out_dir = Path(out_dir)  # made by the first write: a run that computes nothing leaves nothing
         self.results_path = self.out_dir / "results.json"
         self.force = force
         self.seed = seed
         self.log = log
         self.progress = progress
+        self.row_command = row_command
         self.rows: dict = {}
         self.weights = None  # numbaconc.lu.LabelWeights of the dataset at hand (rows with gamma)
         self.verified: set = set()  # keys of rows computed or checked against their data
@@ -293,8 +271,10 @@ class Runner:
             self.log(f"recompute ({why}): {name}")
         self.log(f"run: {name}")
         t0 = time.perf_counter()
-        row = dict(key=spec.key, spec=_spec_dict(spec), command=spec.command(data_ref),
-                   data_digest=ds.content_digest)
+        row = dict(key=spec.key, spec=_spec_dict(spec))
+        if self.row_command is not None:
+            row["command"] = self.row_command(spec, data_ref)
+        row["data_digest"] = ds.content_digest
         try:
             conc = self.context(ds, spec.protocol, spec.opts.get("gamma"))
             outcome = conc.run(spec.family, metric=spec.metric, alpha=spec.alpha,
@@ -370,28 +350,6 @@ def _spec_dict(spec: RowSpec) -> dict:
     return out
 
 
-def jsonable(value):
-    """``json.dumps(default=...)`` for numpy scalars/arrays, paths and tuples."""
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def write_json(path: Path, payload: dict, indent: int = 2) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=indent, default=jsonable) + "\n")
-    return Path(path)
-
-
 # ----------------------------------------------------------------- datasets
 
 
@@ -461,3 +419,117 @@ def report_bounds(runner: Runner, dataset: str, ds, *, compute: bool = True) -> 
         kept[dataset] = entry
         write_json(path, kept)
     return {(r["metric"], round(r["epsilon"], 10)): r for r in entry["rows"]}
+
+
+# ---------------------------------------------------------- reproduction
+
+
+def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = False,
+                     force: bool = False, report_only: bool = False, seed: int = 0,
+                     command: str | None = None, row_command=None, log=print,
+                     progress=None) -> Path:
+    """``numbaconc.reproduce``: every dataset of ``which``, then the report."""
+    import os
+
+    from .outputs import check_output_folder
+    from .report import write_report
+
+    if which not in DATASETS + ("all", "cifar10-lu"):
+        raise NumbaconcError(f"unknown dataset {which!r} (choose from {', '.join(DATASETS)}, all, "
+                             "cifar10-lu)")
+    if report_only and force:
+        raise OptionError("{report_only} and {force} exclude each other",
+                          report_only="report_only=True", force="force=True")
+    check_output_folder(out)
+    datasets.cache_dir()
+    started = time.perf_counter()
+    if which == "cifar10-lu":
+        runner = Runner(out, force=force, seed=0, log=log, progress=progress,
+                        row_command=row_command)
+        return _reproduce_lu(runner, out, data_dir, quick=quick, report_only=report_only,
+                             command=command or f"numbaconc.reproduce({which!r})", started=started,
+                             progress=progress)
+    names = DATASETS if which == "all" else (which,)
+    runner = Runner(out, force=force, seed=seed, log=log, progress=progress,
+                    row_command=row_command)
+    notes, pictures, bounds = {}, {}, {}
+    for name in names:
+        ds, data_ref, reason = locate(name, data_dir)
+        if ds is None:
+            log(f"[yellow]skipped[/yellow] {reason}")
+            continue
+        with ds:
+            if not report_only:
+                runner.run_all(plan(name, quick=quick), ds, data_ref)
+            runner.verify_rows(name, ds)  # saved rows join the report only if they match ds
+            bounds[name] = report_bounds(runner, name, ds, compute=not report_only)
+            if data_ref != "mnist":
+                src = datasets.describe(ds)
+                notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "
+                               f"(checksum {src['checksum'][:16]}…).")
+            else:
+                notes[name] = "Data: the bundled MNIST (`mnist`)."
+            try:
+                pictures[name] = _pictures(runner, name, ds, out)
+            except NumbaconcError as exc:  # e.g. matplotlib not installed: the tables still stand
+                log(f"[yellow]no pictures[/yellow]: {exc}")
+    done = runner.report_rows()
+    if not done:
+        raise NumbaconcError("no dataset could be run (see the messages above)")
+    info = dict(versions(), cores=os.cpu_count())
+    return write_report(done, out / "report.md", command=command or f"numbaconc.reproduce({which!r})",
+                        versions=info, wall_seconds=time.perf_counter() - started,
+                        data_notes=notes, pictures=pictures, bounds=bounds)
+
+
+def _reproduce_lu(runner: Runner, out: Path, data_dir, *, quick: bool, report_only: bool,
+                  command: str, started: float, progress=None) -> Path:
+    """``reproduce cifar10-lu`` (numbaconc.lu_reproduce): the label-uncertainty rows, then
+    their report."""
+    from . import lu_reproduce
+
+    if data_dir is None:
+        raise OptionError("cifar10-lu needs {data_dir} (a folder with cifar-10/cifar10.npz and "
+                          "cifar-10h/)", data_dir="data_dir")
+    info = lu_reproduce.run(runner, Path(data_dir), quick=quick, report_only=report_only,
+                            log=runner.log, progress_for=progress)
+    done = runner.report_rows()
+    if not done:
+        raise NumbaconcError("no row could be run (see the messages above)")
+    return lu_reproduce.write_lu_report(done, out, command=command, versions=versions(),
+                                        wall_seconds=time.perf_counter() - started, info=info)
+
+
+def _pictures(runner: Runner, name: str, ds, out: Path) -> list:
+    """Curves per metric, region centres, and example points (MNIST-like data)."""
+    from .plots import plot_centers, plot_curve, plot_examples
+
+    pics = []
+    rows = [r for r in runner.report_rows() if r["spec"]["dataset"] == name and "error" not in r
+            and r["spec"]["group"] == "table"]
+    for metric in ("linf", "l2"):
+        part = [r for r in rows if r["spec"]["metric"] == metric and r["spec"]["family"] != "pca"]
+        if len({r["spec"]["epsilon"] for r in part}) >= 1 and part:
+            path = plot_curve(part, out / f"{name}-{metric}-curve.png", alpha=part[0]["alpha"],
+                              title=f"{name}, {metric}: adversarial risk against epsilon")
+            pics.append((f"{metric}: adversarial risk against ε", path.name))
+    # prefer the paper-protocol boxes: symmetric boxes are centred on the k-means means,
+    # which read as images; tight boxes are centred on the middle of each pixel range
+    for family, protocols in (("boxes", ("paper", "holdout")), ("balls", ("holdout", "paper"))):
+        chosen = sorted((r for r in rows if r["spec"]["family"] == family
+                         and r["spec"]["protocol"] in protocols),
+                        key=lambda r: protocols.index(r["spec"]["protocol"]))
+        if not chosen:
+            continue
+        row = chosen[0]
+        region = Region.load(out / row["region_file"])
+        caption = f"{family} centres (ε = {row['spec']['epsilon_text']}, {row['spec']['protocol']})"
+        path = plot_centers(region, out / f"{name}-{family}-centres.png", image_shape=ds.image_shape,
+                            title=caption)
+        pics.append((caption, path.name))
+        if family == "boxes" and len(ds.image_shape) == 2:
+            caption = f"test points against the boxes region (ε = {row['spec']['epsilon_text']})"
+            path = plot_examples(region, ds.test.array(), out / f"{name}-examples.png",
+                                 image_shape=ds.image_shape, title=caption)
+            pics.append((caption, path.name))
+    return pics

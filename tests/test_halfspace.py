@@ -41,6 +41,19 @@ def _close_or_on_boundary(got, p, thr, tol):
     return np.array_equal(got[far], (p >= thr)[far])
 
 
+def _assert_risks_match_reference(X, fit):
+    """halfspace_risks(X, fit) against numpy counts of {w.x >= b} and
+    {w.x >= b - shift}, up to rows within rounding of a threshold."""
+    n_in, n_eps, m = halfspace_risks(X, fit)
+    p = np.asarray(X, dtype=np.float64) @ fit.w
+    tol = 1e-9 * (1.0 + np.abs(p).max())
+    for got, thr in ((n_in, fit.b), (n_eps, fit.b - fit.shift)):
+        want = int((p >= thr).sum())
+        assert abs(got - want) <= int((np.abs(p - thr) <= tol).sum()), (got, want)
+    assert m == len(p) and n_in <= n_eps
+    return n_in, n_eps
+
+
 # ------------------------------------------------------------------ kernels
 
 
@@ -292,7 +305,8 @@ def test_progress_and_float_input():
                         progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (10, 10) and [c[0] for c in calls] == sorted(c[0] for c in calls)
     assert isinstance(fit, HalfSpaceFit) and fit.w.dtype == np.float64
-    assert halfspace_risks(X, fit)[2] == 200
+    n_in, n_eps = _assert_risks_match_reference(X, fit)  # float input, on the fitting set:
+    assert (n_in / 200, n_eps / 200) == (fit.train_risk, fit.train_adv_risk)  # the fit's risks
 
 
 @pytest.mark.parametrize("method", ["search", "pca"])
@@ -322,7 +336,19 @@ def test_curve_bad_epsilons(eps):
 
 
 def test_default_powers_documented():
-    assert DEFAULT_POWERS[0] == 1.0 and list(DEFAULT_POWERS) == sorted(DEFAULT_POWERS)
+    import inspect
+    import re
+
+    import numbaconc.halfspace as hs
+
+    # the grid the module docstring documents is the one the fits use by default
+    documented = re.search(r"DEFAULT_POWERS = \(([^)]*)\)", hs.__doc__).group(1)
+    assert tuple(float(e) for e in documented.split(",")) == DEFAULT_POWERS
+    for fn in (fit_halfspace, fit_halfspace_curve):
+        assert inspect.signature(fn).parameters["powers"].default == DEFAULT_POWERS
+    X = _uint8_data(120, 5, seed=18)
+    fit = fit_halfspace(X, 0.05, 10.0, metric="linf", n_components=2)
+    assert sorted({c["power"] for c in fit.search}) == list(DEFAULT_POWERS)
 
 
 def test_real_mnist_subset():
@@ -333,8 +359,9 @@ def test_real_mnist_subset():
         eps = 0.3 / ds.scale
         fit = fit_halfspace(X, 0.01, eps, metric="linf", n_components=20, powers=(1, 4))
         assert fit.train_risk >= fit.alpha_fit
-        n_in, n_eps, m = halfspace_risks(ds.test.x[:2000], fit)
-        assert m == 2000 and n_in <= n_eps
+        _assert_risks_match_reference(ds.test.x[:2000], fit)
+        n_in, n_eps = _assert_risks_match_reference(X, fit)
+        assert (n_in / len(X), n_eps / len(X)) == (fit.train_risk, fit.train_adv_risk)
         assert fit.train_adv_risk < 1.0
 
 

@@ -186,6 +186,31 @@ def test_init_options():
     check_same(kmeans(X, 4, init="random", random_state=3), X, C0, "l2")
 
 
+@pytest.mark.parametrize("metric, power", [("l2", 2), ("l1", 1)])
+def test_kmeanspp_samples_proportional_to_distance_power(metric, power):
+    # rows 0, 1, 4 (1-D): after a uniform first centre, the second is drawn
+    # with probability D^2 (l2) or D (l1) to it; a uniform second draw fails
+    from scipy.stats import chisquare
+
+    from numbaconc.kmeans import _kmeanspp
+
+    X = np.array([[0], [1], [4]], dtype=np.uint8)
+    rng = np.random.default_rng(11)
+    draws = 3000
+    row_of = {0.0: 0, 1.0: 1, 4.0: 2}
+    counts = np.zeros((3, 3))  # [first centre, second centre]
+    for _ in range(draws):
+        C = _kmeanspp(X, 2, metric, rng)
+        counts[row_of[C[0, 0]], row_of[C[1, 0]]] += 1
+    D = np.abs(np.array([0.0, 1.0, 4.0])[:, None] - [0.0, 1.0, 4.0]) ** power
+    want = D / D.sum(axis=1, keepdims=True) / 3 * draws
+    uniform = (1 - np.eye(3)) / 2 / 3 * draws
+    off = ~np.eye(3, dtype=bool)
+    assert counts[~off].sum() == 0  # never the first centre again
+    assert chisquare(counts[off], want[off]).pvalue > 1e-3
+    assert chisquare(counts[off], uniform[off]).pvalue < 1e-12
+
+
 def test_single_cluster_and_n_equals_k():
     rng = np.random.default_rng(8)
     X = blobs_uint8(rng, n=10, d=3)
@@ -221,7 +246,11 @@ def test_real_mnist_subset(shared_data):
     for metric in ("l2", "l1"):
         res = kmeans(X, 6, metric=metric, init=C0, max_iter=6)
         check_same(res, X, C0, metric, max_iter=6)
-        assert distance_matrix(X[:5], res.centers, metric).shape == (5, 6)
+        # one more assignment from the final centres: the nearest centre of
+        # every real row by the reference distances, lowest id on ties
+        nxt = kmeans(X, 6, metric=metric, init=res.centers, max_iter=1)
+        np.testing.assert_array_equal(nxt.labels,
+                                      np.argmin(distance_matrix(X, res.centers, metric), axis=1))
 
 
 @pytest.mark.parametrize("kwargs, match", [

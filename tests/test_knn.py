@@ -149,20 +149,16 @@ def test_l1_groups_patches_and_runs():
 
 @pytest.mark.parametrize("metric", ["l1", "linf"])
 @pytest.mark.parametrize("d", [50, 64])
-def test_prefilter_and_plain_kernels_exact(metric, d, monkeypatch):
-    import numbaconc.knn as api
-
+def test_prefilter_kernels_exact(metric, d):
     rng = np.random.default_rng(d)
     X = rng.choice(np.array([0, 2, 250, 253, 255], dtype=np.uint8), size=(150, d),
                    p=[0.6, 0.05, 0.1, 0.05, 0.2])
     X[7:12] = X[100]  # duplicates
     Y = rng.integers(0, 256, size=(23, d), dtype=np.uint8)
-    for sketch in (True, False):  # the prefilter and the plain kernels give the same answer
-        monkeypatch.setattr(api, "_SKETCH", sketch)
-        for block in (None, 37, 100):  # blocks not aligned to the 32 / 64 lanes
-            check_exact(X, 8, metric, include_self=False, block_rows=block)
-            check_exact(X, 5, metric, queries=Y, block_rows=block)
-        check_exact(X, 150, metric, include_self=True)
+    for block in (None, 37, 100):  # blocks not aligned to the 32 / 64 lanes
+        check_exact(X, 8, metric, include_self=False, block_rows=block)
+        check_exact(X, 5, metric, queries=Y, block_rows=block)
+    check_exact(X, 150, metric, include_self=True)
 
 
 @pytest.mark.parametrize("metric", ["l1", "linf"])
@@ -402,6 +398,22 @@ def test_subset_fetch_k_leaves_few_short_rows():
     k = subset_fetch_k(50, 0.8, 60000)
     assert 50 < k < 120
     assert subset_fetch_k(50, 0.8, 70) == 70
+    # the lists of the whole set, filtered to a random 80 % subset: a row is
+    # short when fewer than k of its fetched neighbours are in the subset
+    rng = np.random.default_rng(30)
+    n, k, fraction = 3000, 20, 0.8
+    X = rng.integers(0, 256, size=(n, 6), dtype=np.uint8)
+    rows = np.sort(rng.choice(n, size=int(fraction * n), replace=False))
+    member = np.zeros(n, dtype=bool)
+    member[rows] = True
+    k_full = subset_fetch_k(k, fraction, n)
+    lists = knn(X, k_full, metric="l1").indices[rows]
+
+    def short_share(length):
+        return float((member[lists[:, :length]].sum(axis=1) < k).mean())
+
+    assert short_share(k_full) <= 0.002  # 5 std above the mean: about 3e-7 expected
+    assert short_share(int(np.ceil(k / fraction))) > 0.2  # the mean alone leaves many
 
 
 def test_subset_rows_must_be_sorted():

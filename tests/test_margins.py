@@ -35,6 +35,8 @@ def test_paper_halfspace_keeps_prescotts_margin(tiny_h5):
 
 
 def test_holdout_balls_plan_no_delta_paper_rows_keep_2019_delta():
+    from numbaconc_cli.report import measure_command
+
     assert ROW_VERSION >= 4
     for name, paper_delta in (("mnist", 0.25), ("cifar10", 0.0)):
         rows = [r for r in plan(name) if r.metric == "l2"]
@@ -43,7 +45,7 @@ def test_holdout_balls_plan_no_delta_paper_rows_keep_2019_delta():
         assert paper and holdout
         assert all(r.opts["delta"] == paper_delta for r in paper)
         assert all(r.opts.get("delta", 0.0) == 0.0 for r in holdout)
-        assert all("--delta" not in r.command(name) for r in holdout)
+        assert all("--delta" not in measure_command(r, name) for r in holdout)
     fashion = [r for r in plan("fashion-mnist") if r.metric == "l2" and r.family in ("balls", "best")]
     assert fashion and all(r.opts.get("delta", 0.0) == 0.0 for r in fashion)
 

@@ -29,10 +29,13 @@ def test_clopper_pearson_edges():
     assert clopper_pearson(np.int64(3), np.int64(7)) == clopper_pearson(3, 7)
 
 
-@pytest.mark.parametrize("args", [(-1, 10), (11, 10), (0, 0), (1.5, 10), (1, 10.0), (True, 10), (1, 10, 1.0),
-                                  (1, 10, 0.0)])
-def test_clopper_pearson_bad_input(args):
-    with pytest.raises(NumbaconcError):
+@pytest.mark.parametrize("args, match", [
+    ((-1, 10), "k must"), ((11, 10), "k must"), ((0, 0), "n must"), ((1.5, 10), "k must"),
+    ((1, 10.0), "n must"), ((True, 10), "k must"), ((1, 10, 1.0), "confidence"),
+    ((1, 10, 0.0), "confidence"),
+])
+def test_clopper_pearson_bad_input(args, match):
+    with pytest.raises(NumbaconcError, match=match):
         clopper_pearson(*args)
 
 
@@ -55,8 +58,11 @@ def test_gaussian_concentration_monte_carlo():
     assert abs((x >= b - eps).mean() - gaussian_concentration(alpha, eps, sigma)) < 3e-3
 
 
-@pytest.mark.parametrize("args", [(0.0, 1.0, 1.0), (1.0, 1.0, 1.0), (0.1, -1.0, 1.0), (0.1, 1.0, 0.0),
-                                  (0.1, float("inf"), 1.0), (0.1, 1.0, float("nan"))])
-def test_gaussian_concentration_bad_input(args):
-    with pytest.raises(NumbaconcError):
+@pytest.mark.parametrize("args, match", [
+    ((0.0, 1.0, 1.0), "alpha"), ((1.0, 1.0, 1.0), "alpha"), ((0.1, -1.0, 1.0), "epsilon"),
+    ((0.1, 1.0, 0.0), "sigma_max"), ((0.1, float("inf"), 1.0), "epsilon"),
+    ((0.1, 1.0, float("nan")), "sigma_max"),
+])
+def test_gaussian_concentration_bad_input(args, match):
+    with pytest.raises(NumbaconcError, match=match):
         gaussian_concentration(*args)

@@ -18,12 +18,14 @@ def test_parse_spectrum():
     np.testing.assert_array_equal(parse_spectrum("2.5", 1), [2.5])
 
 
-@pytest.mark.parametrize("spec, d", [
-    ("", 3), ("blob", 3), ("power:x", 3), ("power:-1", 3), ("spike:0", 3), ("spike:inf", 3),
-    ("1,2", 3), ("1,0,2", 3), ("1,nan,2", 3), ("foo:3", 3), ("isotropic", 0), (None, 3),
+@pytest.mark.parametrize("spec, d, match", [
+    ("", 3, "spectrum"), ("blob", 3, "variance"), ("power:x", 3, "power"),
+    ("power:-1", 3, "power"), ("spike:0", 3, "spike"), ("spike:inf", 3, "spike"),
+    ("1,2", 3, "2 variances"), ("1,0,2", 3, "variances"), ("1,nan,2", 3, "variance"),
+    ("foo:3", 3, "unknown kind"), ("isotropic", 0, "d must"), (None, 3, "spectrum"),
 ])
-def test_parse_spectrum_bad(spec, d):
-    with pytest.raises(NumbaconcError):
+def test_parse_spectrum_bad(spec, d, match):
+    with pytest.raises(NumbaconcError, match=match):
         parse_spectrum(spec, d)
 
 
@@ -58,11 +60,12 @@ def test_make_gaussian_unrotated_and_bad_args(tmp_path):
     with open_dataset(path) as ds:
         std = ds.train.array().std(axis=0)
     np.testing.assert_allclose(std, [1, 3, 2], rtol=0.06)
-    for kwargs in (dict(n_train=0), dict(n_test=-1), dict(d=0), dict(random_state=-1),
-                   dict(spectrum="nope")):
+    for kwargs, match in ((dict(n_train=0), "n_train"), (dict(n_test=-1), "n_test"),
+                          (dict(d=0), "d must"), (dict(random_state=-1), "random_state"),
+                          (dict(spectrum="nope"), "spectrum")):
         args = dict(n_train=10, n_test=10, d=3)
         args.update(kwargs)
-        with pytest.raises(NumbaconcError):
+        with pytest.raises(NumbaconcError, match=match):
             make_gaussian(tmp_path / "bad.h5", **args)
 
 
@@ -80,9 +83,9 @@ def test_ground_truth(tmp_path):
     images = write_dataset(tmp_path / "img.h5", name="img", train_x=np.zeros((3, 4), np.uint8),
                            test_x=np.zeros((2, 4), np.uint8), checksum="x", source="test")
     assert ground_truth(images, 0.01, 1.0, "l2") is None
-    with pytest.raises(NumbaconcError):
+    with pytest.raises(NumbaconcError, match="metric"):
         ground_truth(spike, 0.01, 1.0, "l1")
-    with pytest.raises(NumbaconcError):
+    with pytest.raises(NumbaconcError, match="missing.h5"):
         ground_truth(tmp_path / "missing.h5", 0.01, 1.0, "l2")
 
 

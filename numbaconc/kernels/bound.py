@@ -28,7 +28,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_parallel
-from .knn import CHUNK, _l2_64, _linf_64
+from .knn_intrinsics import L2, LINF, span
+from .knn_topk import CHUNK
 
 
 @jit
@@ -59,7 +60,7 @@ def _bucket_gemm_l2_u8(G, Q, i, B, j, q_sq, q_norm, b_sq, b_norm, slack, thr):
     dp = Q.shape[1]
     s = np.int64(0)
     for col in range(0, dp, CHUNK):
-        s += _l2_64(Q, i * dp + col, B, j * dp + col)
+        s = span(L2, 64, s, Q, i * dp + col, B, j * dp + col)
     return _bucket(thr, s)
 
 
@@ -72,7 +73,7 @@ def _bucket_linf_u8(Q, i, B, j, thr):
     s = np.int64(0)
     col = 0
     while col < dp and s <= t_max:
-        s = max(s, _linf_64(Q, i * dp + col, B, j * dp + col))
+        s = span(LINF, 64, s, Q, i * dp + col, B, j * dp + col)
         col += CHUNK
     return _bucket(thr, s)
 
@@ -265,7 +266,7 @@ def triangle_sides_u8(P, tri, sides):
             b = tri[t, 1] if s == 0 else tri[t, 2]
             acc = np.int64(0)
             for col in range(0, dp, CHUNK):
-                acc += _l2_64(P, a * dp + col, P, b * dp + col)
+                acc = span(L2, 64, acc, P, a * dp + col, P, b * dp + col)
             sides[t, s] = acc
 
 
