@@ -22,23 +22,63 @@ class Kind(str, Enum):
     cifar10 = "cifar10"
     npz = "npz"
     npy = "npy"
+    cifar10h = "cifar10h"
 
 
 @app.command("import")
 @handles_errors
 def import_(
     kind: Annotated[Kind, typer.Argument(help="Source format.")],
-    src: Annotated[Path, typer.Argument(help="IDX folder (mnist, fashion-mnist), .npz (cifar10, npz) or .npy file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write.")],
+    src: Annotated[Path, typer.Argument(help="IDX folder (mnist, fashion-mnist), .npz (cifar10, npz), "
+                                            ".npy file, or the CIFAR-10H folder (cifar10h).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write (cifar10h: the LU "
+                                                          "vector, .npy).")],
     test_fraction: Annotated[float, typer.Option(help="npy only: fraction held out as the test split.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="npy only: seed of the split.")] = 0,
+    seed: Annotated[int, typer.Option(help="npy: seed of the split; cifar10h: seed of the --view split.")] = 0,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    cifar10: Annotated[Optional[Path], typer.Option(
+        help="cifar10h: the CIFAR-10 npz or an imported cifar10 .h5 (its test labels).")] = None,
+    view: Annotated[Optional[Path], typer.Option(
+        help="cifar10h: also write a dataset (.h5) whose train split is a seeded part of the "
+             "CIFAR-10 test images and whose test split is the rest (pass the LU vector to "
+             "`measure --lu` with it).")] = None,
+    fit_fraction: Annotated[float, typer.Option(help="cifar10h --view: share of the test images "
+                                                     "in the view's train split.")] = 0.5,
 ):
-    """Import a dataset into numbaconc's HDF5 layout (contiguous, memory-mappable)."""
+    """Import a dataset into numbaconc's HDF5 layout (contiguous, memory-mappable), or
+    (cifar10h) the label uncertainty of the CIFAR-10 test images from CIFAR-10H."""
+    if kind == Kind.cifar10h:
+        return import_cifar10h(src, out, cifar10, view, seed, fit_fraction, force)
     check_outputs(files=[("--out", out)], force=force)
     path = datasets.import_dataset(kind.value, src, out, test_fraction=test_fraction, seed=seed)
     with datasets.open_dataset(path) as ds:
         _print_info(datasets.describe(ds))
+
+
+def import_cifar10h(src: Path, out: Path, cifar10: Optional[Path], view: Optional[Path], seed: int,
+                    fit_fraction: float, force: bool):
+    """``data import cifar10h``: the LU vector (numbaconc.lu), and optionally the view."""
+    from numbaconc import lu
+    from numbaconc.errors import NumbaconcError
+
+    if cifar10 is None:
+        raise NumbaconcError("cifar10h needs --cifar10 (the CIFAR-10 npz or an imported cifar10 .h5) "
+                             "for the test labels")
+    if out.suffix != ".npy":
+        raise NumbaconcError(f"--out {out}: cifar10h writes the LU vector as a .npy file")
+    check_outputs(files=[("--out", out), ("--view", view)], force=force)
+    loaded = lu.cifar10h_lu(src, cifar10)
+    lu.write_lu(out, loaded["lu"])
+    values = loaded["lu"]
+    console.print(f"LU of {len(values):,} CIFAR-10 test images: {out}  (mean {values.mean():.4f}, "
+                  f"{100 * (values >= lu.GAMMA_2022).mean():.2f} % >= {lu.GAMMA_2022}, "
+                  f"{100 * (values > 1).mean():.2f} % > 1)")
+    console.print(f"alignment: the human majority class equals the CIFAR-10 label on "
+                  f"{100 * loaded['agreement']:.2f} % of the images")
+    if view is not None:
+        lu.write_view(view, loaded, seed=seed, fit_fraction=fit_fraction)
+        with datasets.open_dataset(view) as ds:
+            _print_info(datasets.describe(ds))
 
 
 @app.command("info")

@@ -65,6 +65,12 @@ def measure(
     labels: Annotated[bool, typer.Option(
         "--labels", help="Also print the label-aware lower bound (`numbaconc bound`) on the test "
                          "split at the same epsilon.")] = False,
+    lu: Annotated[Optional[Path], typer.Option(
+        "--lu", help="Label uncertainty (.npy, one value in [0, 2] per point of the train split, or "
+                     "of the source split of a `data import cifar10h --view` file): every ball / "
+                     "cube / half-space region keeps mean LU >= --gamma.")] = None,
+    gamma: Annotated[float, typer.Option(min=0.0, max=2.0, help="With --lu: the LU threshold "
+                                                                "(0.17 in Zhang and Evans 2022).")] = 0.17,
 ):
     """Estimate the concentration of DATA at (alpha, epsilon) with one region family."""
     eps = parse_floats(epsilon, "--epsilon")
@@ -76,7 +82,8 @@ def measure(
                              protocol=protocol.value, clusters=clusters, q=q, tune=tune,
                              t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")], box=box.value,
                              domain=domain, delta=delta, repeats=repeats, seed=seed,
-                             val_fraction=val_fraction, labels=labels, progress=progress)
+                             val_fraction=val_fraction, labels=labels, lu=lu, gamma=gamma,
+                             progress=progress)
     out = result.to_dict()
     print_result(out)  # first: a write failure below (disk full) still shows the figures
     if labels:
@@ -109,6 +116,10 @@ def print_result(result: dict):
                       "yes" if row["valid"] else "no (test risk < alpha)",
                       "exact" if row["exact_expansion"] else "upper bound")
     console.print(table)
+    if result["inputs"].get("gamma") is not None:
+        from numbaconc.lu import print_lu_lines
+
+        print_lu_lines(console, rows, result["inputs"]["gamma"], result.get("families_without_region"))
     truth = result.get("ground_truth")
     if truth:
         console.print(f"ground truth ({truth['relation']}): {pct(truth['concentration'])}; "

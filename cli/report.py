@@ -27,6 +27,7 @@ class Which(str, Enum):
     fashion_mnist = "fashion-mnist"
     cifar10 = "cifar10"
     all = "all"
+    cifar10_lu = "cifar10-lu"
 
 
 def register(app: typer.Typer):
@@ -61,8 +62,10 @@ def measure_command(spec, data_ref: str) -> str:
             parts.append("--domain" if opts["domain"] else "--no-domain")
     if opts.get("repeats", 1) > 1:
         parts.append(f"--repeats {opts['repeats']}")
-    if opts.get("delta") and spec.metric == "l2":
+    if opts.get("delta") and (spec.metric == "l2" or spec.family == "cubes"):
         parts.append(f"--delta {opts['delta']:g}")
+    if opts.get("gamma") is not None:  # label uncertainty (numbaconc.lu)
+        parts.append(f"--lu <LU .npy> --gamma {opts['gamma']:g}")
     return " ".join(parts)
 
 
@@ -115,6 +118,10 @@ def curve(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for curve.json and curve.png.")] = Path("runs/curve"),
     force: Annotated[bool, typer.Option("--force", help="Recompute finished rows.")] = False,
+    lu: Annotated[Optional[Path], typer.Option(
+        "--lu", help="Label uncertainty .npy (see `measure --lu`): balls, cubes and half-spaces "
+                     "keep mean LU >= --gamma.")] = None,
+    gamma: Annotated[float, typer.Option(min=0.0, max=2.0, help="With --lu: the LU threshold.")] = 0.17,
 ):
     """Concentration across an epsilon grid (or an alpha grid): one run, every neighbour list
     and clustering reused."""
@@ -128,7 +135,8 @@ def curve(
                            q=q, t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")],
                            box=box, domain=domain, delta=delta, repeats=repeats, seed=seed,
                            force=force, save=False, command=_command_line(),
-                           row_command=measure_command, log=_log, progress=progress)
+                           row_command=measure_command, log=_log, progress=progress,
+                           lu=lu, gamma=gamma)
     rows = result.rows
     table = Table(title=f"{data} {result.metric} alpha={','.join(f'{a:g}' for a in alphas)} ({protocol})")
     for col in ("alpha", "epsilon", "family", "test risk", "test adv risk", "95 % CI", "adv risk at alpha [95 %]",

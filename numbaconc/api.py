@@ -27,6 +27,10 @@ Progress = Callable[[int, int], None]
 DataLike = Any  # a path, a bundled name, an opened Dataset, or an (n, d) matrix
 #: clusters (T) of the balls when none is given (the 2019 code's T for MNIST l2)
 DEFAULT_BALLS = 20
+#: clusters (T) of the cubes (l-inf balls, numbaconc.lu) when none is given
+DEFAULT_CUBES = 10
+#: the label-uncertainty threshold when none is given (Zhang and Evans 2022)
+DEFAULT_GAMMA = 0.17
 #: the T grid ``curve`` tunes boxes over
 CURVE_T_GRID = (5, 10, 15, 20)
 
@@ -201,12 +205,17 @@ class MeasureResult(FamilyResult):
 
 
 def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DEFAULT_T_GRID,
-                    box="symmetric", domain=None, delta=0.0, repeats=1) -> dict:
-    """The options each family of ``metric`` sees (what ``inputs.options`` records)."""
+                    box="symmetric", domain=None, delta=0.0, repeats=1, method: str = "best",
+                    lu: bool = False) -> dict:
+    """The options each family of ``metric`` sees (what ``inputs.options`` records).
+    ``lu``: a label-uncertainty vector is given, so ``best`` under l-inf runs
+    cubes (not boxes): the greedy's options."""
     from .measure import canonical_metric
 
-    if canonical_metric(metric) == "l2":
-        return dict(clusters=DEFAULT_BALLS if clusters is None else clusters, repeats=repeats,
+    metric = canonical_metric(metric)
+    if metric == "l2" or method == "cubes" or (lu and method == "best"):
+        default = DEFAULT_BALLS if metric == "l2" else DEFAULT_CUBES
+        return dict(clusters=default if clusters is None else clusters, repeats=repeats,
                     delta=delta)
     return dict(clusters=clusters, q=q, box=box, repeats=repeats, domain=domain,
                 t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None)
@@ -217,8 +226,8 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
             q: float | None = None, tune: bool = False, t_grid: Sequence[int] = DEFAULT_T_GRID,
             box: str = "symmetric", domain: bool | None = None, delta: float = 0.0,
             repeats: int = 1, seed: int = 0, val_fraction: float = 0.2, labels: bool = False,
-            y_train=None, y_test=None, scale: float | None = None,
-            progress: Progress | None = None) -> MeasureResult:
+            y_train=None, y_test=None, scale: float | None = None, lu=None,
+            gamma: float = DEFAULT_GAMMA, progress: Progress | None = None) -> MeasureResult:
     """Estimate the concentration at (alpha, epsilon) with one region family, or the best of all.
 
     Parameters
@@ -234,9 +243,10 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
         Risk level in (0, 1): the region has measure >= alpha.
     epsilon : float
         The budget in [0, 1] units (e.g. 0.3, or 8 / 255).
-    method : {"best", "boxes", "balls", "halfspace", "pca"}
+    method : {"best", "boxes", "balls", "cubes", "halfspace", "pca"}
         The region family; ``best`` fits every family of the metric and
-        keeps the one with the lowest selection-set adversarial risk.
+        keeps the one with the lowest selection-set adversarial risk
+        (``cubes``: l-inf balls placed greedily, Zhang and Evans 2022).
     protocol : {"holdout", "paper"}
         ``holdout``: every choice on a validation split carved from the
         training set; ``paper``: the 2019 protocol (chooses on the test set).
@@ -268,6 +278,14 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
         With matrices: the labels (for ``labels=True``).
     scale : float, optional
         With matrices: [0, 1] units per storage unit (default 1/255 for uint8).
+    lu : path or (n,) array, optional
+        Label uncertainty (numbaconc.lu): a .npy with one value in [0, 2] per
+        point of the train split (or of the source split of a ``data import
+        cifar10h --view`` file), or that vector. Every ball / cube /
+        half-space region then keeps mean LU >= ``gamma`` (boxes do not
+        apply; ``best`` runs the families that do).
+    gamma : float
+        With ``lu``: the LU threshold (0.17 in Zhang and Evans 2022).
     progress : callable, optional
         ``progress(done, total)`` during the long stages.
 
@@ -280,14 +298,20 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
     from .measure import measure as run
 
     options = measure_options(metric, clusters=clusters, q=q, tune=tune, t_grid=t_grid, box=box,
-                              domain=domain, delta=delta, repeats=repeats)
+                              domain=domain, delta=delta, repeats=repeats, method=method,
+                              lu=lu is not None)
     with _opened(X_train, X_test, y_train=y_train, y_test=y_test, scale=scale) as ds:
         if labels and ds.test.y is None:
             raise OptionError(f"{{labels}}: {ds.path or ds.name} has no test labels (/test/y)",
                               labels="labels=True")
+        weights = None
+        if lu is not None:
+            from .lu import label_weights
+
+            weights = label_weights(ds, lu, gamma)
         result = run(ds, metric=metric, alpha=alpha, epsilon=epsilon, method=method,
                      protocol=protocol, val_fraction=val_fraction, seed=seed, progress=progress,
-                     **options)
+                     weights=weights, **options)
         if labels:
             from .bound import dataset_lower_bound
 
@@ -388,7 +412,7 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
           epsilon_texts: Sequence[str] | None = None, save: bool = True,
           command: str | None = None, row_command: Callable | None = None,
           log: Callable[[str], None] | None = None,
-          progress: Progress | None = None) -> CurveResult:
+          progress: Progress | None = None, lu=None, gamma: float = DEFAULT_GAMMA) -> CurveResult:
     """Concentration across a grid of epsilons (or of alphas), every neighbour
     list and clustering reused; a resumable run folder.
 
@@ -404,7 +428,7 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     out : path
         Run folder: ``results.json`` (finished rows, resumed), ``regions/``,
         ``curve.json`` and ``curve.png``.
-    method : {"best", "boxes", "balls", "halfspace", "pca"}
+    method : {"best", "boxes", "balls", "cubes", "halfspace", "pca"}
         ``best``: every family of the metric, and the best of them.
     protocol : {"holdout", "paper"}
     clusters, q, t_grid, box, domain, delta, repeats, seed
@@ -422,6 +446,9 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     log : callable, optional
         One line per row run or skipped (default: silent).
     progress : callable, optional
+    lu, gamma
+        As in ``measure``: balls, cubes and half-spaces keep mean LU >=
+        ``gamma`` (rows with gamma carry the vector's digest in their key).
     """
     from .measure import FAMILIES, METHODS, canonical_metric
     from .reproduce import Runner, curve_rows
@@ -435,17 +462,28 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     epsilons = [check_epsilon(e) for e in np.atleast_1d(epsilon).tolist()]
     texts = list(epsilon_texts) if epsilon_texts is not None else [f"{e:g}" for e in epsilons]
     check_choice(method, METHODS, "method")
-    methods = list(FAMILIES[metric]) + ["best"] if method == "best" else [method]
-    if metric == "linf":
+    families = FAMILIES[metric]
+    if lu is not None:  # the families that take the LU constraint
+        from .lu import LU_FAMILIES
+
+        families = LU_FAMILIES[metric]
+    methods = list(families) + ["best"] if method == "best" else [method]
+    if metric == "linf" and method != "cubes":
         options = dict(box=box, repeats=repeats, clusters=clusters, q=q, domain=domain,
                        t_grid=None if clusters is not None else tuple(int(t) for t in t_grid))
     else:
-        options = dict(clusters=clusters or DEFAULT_BALLS, delta=delta)
+        options = dict(clusters=clusters or (DEFAULT_BALLS if metric == "l2" else DEFAULT_CUBES),
+                       delta=delta)
     out = Path(out)
     runner = Runner(out, force=force, seed=seed, log=log or (lambda message: None),
                     progress=progress, row_command=row_command)
     data_ref = str(data.path) if isinstance(data, Dataset) else str(data)
     with _opened(data) as ds:
+        if lu is not None:  # rows with gamma carry the vector's digest in their key
+            from .lu import label_weights, lu_digest
+
+            runner.weights = label_weights(ds, lu, gamma)
+            options.update(gamma=gamma, lu=lu_digest(lu))
         specs = curve_rows(data_ref, metric=metric, alpha=alphas, epsilons=epsilons,
                            eps_texts=texts, methods=methods, protocol=protocol, options=options)
         rows = runner.run_all(specs, ds, data_ref)
@@ -464,7 +502,9 @@ def reproduce(which: str = "mnist", *, out, data_dir=None, quick: bool = False,
 
     Parameters
     ----------
-    which : {"mnist", "fashion-mnist", "cifar10", "all"}
+    which : {"mnist", "fashion-mnist", "cifar10", "all", "cifar10-lu"}
+        ``cifar10-lu``: the label-uncertainty runs of Zhang and Evans 2022
+        (numbaconc.lu_reproduce; needs ``data_dir`` with cifar-10/ and cifar-10h/).
     out : path
         Run folder: ``report.md``, ``results.json`` (finished rows, resumed),
         plots and ``regions/``.

@@ -1,4 +1,8 @@
-"""l2 error regions made of a union of balls, placed greedily (METHOD.md section 4).
+"""Error regions made of a union of balls, placed greedily (METHOD.md section 4):
+l2 balls, and l-inf balls ("cubes", ``metric="linf"``: the region of Zhang and
+Evans 2022, whose l-inf expansion is the union of the cubes grown by eps,
+exact). An optional label-uncertainty constraint (numbaconc.lu) keeps only
+balls whose newly covered points have mean LU >= gamma.
 
 ``fit_balls`` is the paper's Algorithm 2, computed exactly but without the
 2019 code's all-pairs scan per ball. Each candidate centre i is first scored
@@ -26,7 +30,8 @@ from . import budget
 from .coverage import _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
 from .errors import NumbaconcError
 from .kernels import balls as _k
-from .validation import check_alpha, check_epsilon, check_float, check_int
+from .validation import (METRICS, REGION_METRICS, check_alpha, check_epsilon, check_float,
+                         check_int, check_metric)
 
 _FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
                    # doubles per call up to the evaluator's capacity (thin GEMMs
@@ -52,6 +57,8 @@ class BallsFit:
     expanded: np.ndarray      # (n,) bool, inside some ball grown by epsilon
     history: list = field(default_factory=list)  # one dict per ball
     epsilon: float = 0.0      # storage units
+    metric: str = "l2"        # l2: radii_sq are squared radii; linf: the radii themselves
+    stopped: str | None = None  # why the greedy stopped short of its target (LU constraint)
 
     @property
     def risk(self) -> float:
@@ -65,11 +72,11 @@ class BallsFit:
 # ------------------------------------------------------------------ helpers
 
 
-def _check_neighbors(neighbors, n: int):
+def _check_neighbors(neighbors, n: int, metric: str = "l2"):
     """The lists' indices, validated (read in place: memmaps are not copied)."""
-    metric = str(getattr(neighbors, "metric", "")).lower()
-    if metric not in ("l2", "euclidean"):
-        raise NumbaconcError(f"neighbors must be l2 neighbour lists, got metric {metric!r}")
+    given = str(getattr(neighbors, "metric", "")).lower()
+    if METRICS.get(given) != metric:
+        raise NumbaconcError(f"neighbors must be {metric} neighbour lists, got metric {given!r}")
     if not getattr(neighbors, "include_self", True):
         raise NumbaconcError("neighbors must include each point itself (include_self=True)")
     idx = neighbors.indices
@@ -87,20 +94,26 @@ def _spot_rows(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, _SPOT_ROWS)).astype(np.int64))
 
 
-def _lists_as_given(X, idx, neighbors, integer):
+def _lists_as_given(X, idx, neighbors, integer, linf):
     """(idx, d2) of numbaconc's compact lists used in place (no copy), or None.
 
-    Usable when the lists hold exact squared distances of uint8 data in int32
-    (``KnnResult.squared``), already sorted by (d2, index), and a few rows
-    checked against X agree (so lists of other data are never trusted)."""
+    Usable when the lists hold exact keys of uint8 data (l2: squared
+    distances in int32, ``KnnResult.squared``; l-inf: distances in uint8),
+    already sorted by (key, index), and a few rows checked against X agree
+    (so lists of other data are never trusted)."""
     stored = getattr(neighbors, "stored", None)
-    if not (integer and getattr(neighbors, "squared", False) and stored is not None
-            and X.shape[1] <= _INT32_MAX_D and np.dtype(stored.dtype) == np.int32
-            and np.dtype(idx.dtype) == np.int32 and stored.shape == idx.shape):
+    if stored is None or not integer:
+        return None
+    if linf:
+        kept_exactly = np.dtype(stored.dtype) == np.uint8
+    else:
+        kept_exactly = (getattr(neighbors, "squared", False) and X.shape[1] <= _INT32_MAX_D
+                        and np.dtype(stored.dtype) == np.int32)
+    if not (kept_exactly and np.dtype(idx.dtype) == np.int32 and stored.shape == idx.shape):
         return None
     rows = _spot_rows(len(idx))
     exact = np.empty((len(rows), idx.shape[1]))
-    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, exact)
+    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, linf, exact)
     if not np.array_equal(exact, np.asarray(stored[rows], dtype=np.float64)):
         return None
     if _k.unsorted_rows(idx, stored) > 0:
@@ -108,7 +121,7 @@ def _lists_as_given(X, idx, neighbors, integer):
     return idx, stored
 
 
-def _list_distances(X, idx, neighbors, integer):
+def _list_distances(X, idx, neighbors, integer, linf):
     """(dist, recompute): reuse the lists' distances for uint8 data when they are
     exact (numbaconc.knn's are: spot-checked on a few rows), else recompute."""
     if not integer:
@@ -119,20 +132,20 @@ def _list_distances(X, idx, neighbors, integer):
     dist = np.ascontiguousarray(dist, dtype=np.float64)
     rows = _spot_rows(len(idx))
     exact = np.empty((len(rows), idx.shape[1]))
-    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, exact)
-    if not np.array_equal(exact, np.rint(dist[rows] ** 2)):
+    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, linf, exact)
+    if not np.array_equal(exact, np.rint(dist[rows] if linf else dist[rows] ** 2)):
         return np.zeros((1, 1)), True
     return dist, False
 
 
-def _prepared_lists(X, neighbors, n, integer):
+def _prepared_lists(X, neighbors, n, integer, linf=False):
     """(idx, d2, lim): the neighbour lists sorted by exact (d2, index), and
     ``lim[i]``: every point with d2 < lim[i] is in row i (kernels.prepare_lists).
     numbaconc's compact exact lists are used as they are (memmaps read in
     place); any other lists are copied and re-sorted."""
-    idx = _check_neighbors(neighbors, n)
+    idx = _check_neighbors(neighbors, n, "linf" if linf else "l2")
     K = idx.shape[1]
-    given = _lists_as_given(X, idx, neighbors, integer)
+    given = _lists_as_given(X, idx, neighbors, integer, linf)
     if given is not None:
         idx, d2 = given
         lim = np.asarray(d2[:, K - 1], dtype=np.float64)
@@ -146,8 +159,9 @@ def _prepared_lists(X, neighbors, n, integer):
     # d * 255**2 < 2**31 (d <= 33025), at half the memory of float64
     d2 = np.empty((n, K), dtype=np.int32 if integer and X.shape[1] <= _INT32_MAX_D else np.float64)
     lim = np.empty(n, dtype=np.float64)
-    dist, recompute = _list_distances(X, idx, neighbors, integer)
-    _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK)
+    dist, recompute = _list_distances(X, idx, neighbors, integer, linf)
+    _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK,
+                     linf)
     return idx, d2, lim
 
 
@@ -162,9 +176,12 @@ class _ExactEvaluator:
     rounding as everywhere else). The batch capacity comes from the budget.
     """
 
-    def __init__(self, X, integer):
+    def __init__(self, X, integer, linf=False, lw=None, G=0):
         self.X = X
         self.integer = integer
+        self.linf = linf  # l-inf keys: the direct kernel (no GEMM form)
+        self.lw = np.zeros(1, dtype=np.int64) if lw is None else lw
+        self.lu_threshold = int(G)
         n, d = X.shape
         self.capacity = cap = batch_capacity(n)
         self.D2 = np.empty((cap, n))
@@ -185,8 +202,8 @@ class _ExactEvaluator:
     def fill(self, rows):
         """self.D2[:len(rows)] = exact d2 from X[rows] to every row of X."""
         b = len(rows)
-        if not self.integer:
-            _k.fill_rows(self.X, rows, False, self.D2[:b])
+        if not self.integer or self.linf:
+            _k.fill_rows(self.X, rows, self.integer, self.linf, self.D2[:b])
             return self.D2[:b]
         if self.sq is None:
             self._prepare_gemm()
@@ -217,7 +234,8 @@ class _ExactEvaluator:
         b = len(cand)
         self.fill(cand)
         _k.gains_from_rows(self.D2, b, covered, expanded, n_lo, n_hi, eps, hint, self.buf_u,
-                           self.gain, self.r2, self.top, self.prof)
+                           self.linf, self.lw, self.lu_threshold, self.gain, self.r2, self.top,
+                           self.prof)
         return self.gain[:b], self.r2[:b], self.top[:b], self.prof[:b]
 
     def add_penalties(self, rows, reach, penalty):
@@ -233,13 +251,13 @@ def batch_capacity(n: int) -> int:
     return budget.rows_for(16 * n, _BATCH_SHARE, minimum=1, maximum=_MAX_BATCH)
 
 
-def _evaluator(X, integer):
+def _evaluator(X, integer, linf=False, lw=None, G=0):
     """The exact candidate evaluator: on a cluster, batches split across workers."""
     from . import cluster
 
     if cluster.current() is not None:
-        return cluster.BallEvaluator(X, integer, batch_capacity(X.shape[0]))
-    return _ExactEvaluator(X, integer)
+        return cluster.BallEvaluator(X, integer, batch_capacity(X.shape[0]), linf, lw, G)
+    return _ExactEvaluator(X, integer, linf, lw, G)
 
 
 def _target(alpha: float, delta: float, n: int) -> int:
@@ -251,9 +269,18 @@ def _target(alpha: float, delta: float, n: int) -> int:
 
 
 def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0.0,
-              neighbors=None, n_neighbors: int | None = None, progress=None) -> BallsFit:
-    """Greedy union of at most ``n_balls`` l2 balls covering >= ceil(alpha n (1+delta))
+              neighbors=None, n_neighbors: int | None = None, progress=None,
+              metric: str = "l2", lu=None, gamma: float = 0.0) -> BallsFit:
+    """Greedy union of at most ``n_balls`` balls covering >= ceil(alpha n (1+delta))
     training points with the fewest points within ``epsilon`` of the union.
+
+    ``metric``: "l2" (balls) or "linf" (cubes: l-inf balls; neighbour lists
+    and radii are l-inf distances, ``radii_sq`` holds the radii themselves).
+    ``lu``, ``gamma``: per-point label uncertainty of X (numbaconc.lu) and its
+    threshold: a candidate (centre, radius) counts only if the points it newly
+    covers have mean LU >= gamma, so the union's mean LU is >= gamma too.
+    When no candidate meets gamma the greedy stops there (``stopped`` says
+    so; the region then covers fewer than the target).
 
     ``X``: (n, d) uint8 or float32 (memmap or h5py dataset fine), storage units.
     ``epsilon``: storage units (pixel levels for uint8: eps * 255).
@@ -271,16 +298,22 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     N = _target(alpha, delta, n)
     if N > n:
         raise NumbaconcError(f"alpha * (1 + delta) asks for {N} covered points but n = {n}")
+    linf = check_metric(metric, REGION_METRICS) == "linf"
+    from .lu import check_lu, lu_threshold, lu_weights
+
+    lu = check_lu(lu, n, split="X") if lu is not None else None
+    lw = lu_weights(lu, n) if lu is not None else np.zeros(n, dtype=np.int64)
+    G = lu_threshold(gamma) if lu is not None else 0
     if neighbors is None:
         if n_neighbors is None:
             n_neighbors = min(n, 2 * math.ceil(alpha * n))
         n_neighbors = check_int(n_neighbors, "n_neighbors", low=1, high=n)
         from .knn import knn  # imported late: optional until needed
 
-        neighbors = knn(X, int(n_neighbors), metric="l2", include_self=True)
+        neighbors = knn(X, int(n_neighbors), metric=metric, include_self=True)
     integer = X.dtype == np.uint8
     eps = float(epsilon)
-    idx, d2, lim = _prepared_lists(X, neighbors, n, integer)
+    idx, d2, lim = _prepared_lists(X, neighbors, n, integer, linf)
 
     covered = np.zeros(n, dtype=np.bool_)
     expanded = np.zeros(n, dtype=np.bool_)
@@ -288,7 +321,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     best_r2 = np.empty(n, dtype=np.float64)
     lower = np.empty(n, dtype=np.int64)
     list_top = np.empty(n, dtype=np.float64)
-    exact = _evaluator(X, integer)
+    exact = _evaluator(X, integer, linf, lw, G)
     # Bound carried across balls, for candidates once evaluated against all n:
     # later radii are r_m (m >= the later n_lo) among the then-uncovered points,
     # all <= r_{n_hi} of that evaluation; the gain at a radius can only drop by
@@ -300,13 +333,14 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
 
     centers, r2s, history = [], [], []
     n_cov = n_exp = 0
+    stopped = None
     for t in range(n_balls):
         if n_cov >= N:
             break
         need = N - n_cov
         n_lo = -(-need // (n_balls - t))
         n_hi = need
-        _k.list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, n_exp - n_cov,
+        _k.list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, n_exp - n_cov, linf, lw, G,
                      best_gain, best_r2, lower, list_top)
         # a gain not computed from the list is >= both bounds
         np.maximum(lower, carried[:, int(n_lo).bit_length() - 1] - penalty, out=lower)
@@ -333,17 +367,31 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
             n_exact += len(cand)
             carried[cand] = out_prof
             # the grown radius, rounded up a hair: over-counting penalties is safe
-            reach[cand] = np.maximum(out_top, (np.sqrt(out_top) + eps) ** 2) * (1 + 1e-12)
+            grown = out_top + eps if linf else np.maximum(out_top, (np.sqrt(out_top) + eps) ** 2)
+            reach[cand] = grown * (1 + 1e-12)
             penalty[cand] = 0
             for s, i in enumerate(cand):
                 key = (int(out_gain[s]), int(i), float(out_r2[s]))
                 if key < (bg, bi, br2):
                     bg, bi, br2 = key
-        if bg >= _k.BIG:  # cannot happen: some candidate always reaches m = n_hi
-            raise RuntimeError("fit_balls: no candidate ball found")
+        if bg >= _k.BIG:
+            if G == 0:  # cannot happen: some candidate always reaches m = n_hi
+                raise RuntimeError("fit_balls: no candidate ball found")
+            # the LU constraint: no ball covering n_lo..n_hi new points meets
+            # gamma; stop (never re-append the last ball, as the 2022 code did)
+            stopped = (f"no candidate for ball {t} covering {n_lo}..{n_hi} new points has "
+                       f"mean LU >= gamma = {gamma:g}")
+            break
 
         before = expanded.copy()
-        strictly = _k.mark_ball(X, X[bi], br2, eps, integer, covered, expanded)
+        before_cov = covered.copy() if lu is not None else None
+        strictly = _k.mark_ball(X, X[bi], br2, eps, integer, linf, covered, expanded)
+        ball_lu = None
+        if lu is not None:
+            new = covered & ~before_cov
+            if int(lw[new].sum()) < G * int(new.sum()):
+                raise RuntimeError(f"fit_balls: ball {t} breaks the LU constraint")
+            ball_lu = float(lu[new].mean())
         fresh = np.flatnonzero(expanded & ~before)
         if (reach >= 0).any():
             exact.add_penalties(fresh, reach, penalty)
@@ -360,7 +408,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         history.append(dict(n_lo=n_lo, n_hi=n_hi, m=max(n_lo, strictly + 1), gain=bg,
                             n_covered=n_cov, n_expanded=n_exp, candidates_exact=n_exact,
                             candidates_bounded=int(len(pending)),
-                            center_index=bi, radius_sq=br2))
+                            center_index=bi, radius_sq=br2, mean_lu=ball_lu))
         if progress is not None:
             progress(t + 1, n_balls)
     if progress is not None and len(history) < n_balls:
@@ -369,6 +417,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     center_index = np.asarray(centers, dtype=np.int64)
     radii_sq = np.asarray(r2s, dtype=np.float64)
     return BallsFit(center_index=center_index,
-                    centers=np.asarray(X[center_index], dtype=np.float64).reshape(len(centers), -1),
-                    radii=np.sqrt(radii_sq), radii_sq=radii_sq, covered=covered,
-                    expanded=expanded, history=history, epsilon=eps)
+                    centers=np.asarray(X[center_index], dtype=np.float64).reshape(len(centers), X.shape[1]),
+                    radii=radii_sq.copy() if linf else np.sqrt(radii_sq), radii_sq=radii_sq,
+                    covered=covered, expanded=expanded, history=history, epsilon=eps,
+                    metric=metric, stopped=stopped)

@@ -368,29 +368,32 @@ def knn_on_cluster(base, k, *, metric, queries, include_self, block_rows, progre
 # ---------------------------------------------------------------- half-spaces
 
 
-def _halfspace_unit(token, src, select_src, batch, Wt, shifts, k):
+def _halfspace_unit(token, src, select_src, batch, Wt, shifts, k, lu_src):
     from . import halfspace as _hs
 
     X, X_select = open_source(src), open_source(select_src)
+    lu = None if lu_src is None else (open_source(lu_src[0]), lu_src[1])
     projectors = worker_state(("halfspace", token), lambda: (
         _hs._Projector(X, batch, "X"),
         None if X_select is None else _hs._Projector(X_select, batch, "X_select")))
     with _projector_lock:  # the projectors' buffers are shared by the worker's task threads
-        return _hs._batch_counts(*projectors, Wt, shifts, k)
+        return _hs._batch_counts(*projectors, Wt, shifts, k, lu)
 
 
-def halfspace_batches(X, X_select, batches, batch: int, k: int):
+def halfspace_batches(X, X_select, batches, batch: int, k: int, lu=None):
     """The half-space search's direction batches as tasks: yields, per (Wt,
     shifts) of ``batches`` in order, what ``halfspace._batch_counts`` returns.
     Each worker projects the whole of X (and X_select) for its batches, so a
-    batch gives the same float32 products as in this process."""
+    batch gives the same float32 products as in this process. ``lu``: (LU
+    weights of X, G) of numbaconc.lu, the weights scattered once."""
     client = current()
     scattered = {}
     src = source_of(X, client, scattered)
     select_src = None if X_select is None else source_of(X_select, client, scattered)
+    lu_src = None if lu is None else (source_of(lu[0], client, scattered), int(lu[1]))
     token = uuid.uuid4().hex
-    yield from map_ordered(_halfspace_unit, [(token, src, select_src, int(batch), Wt, shifts, int(k))
-                                             for Wt, shifts in batches])
+    yield from map_ordered(_halfspace_unit, [(token, src, select_src, int(batch), Wt, shifts, int(k),
+                                              lu_src) for Wt, shifts in batches])
 
 
 # ---------------------------------------------------------------- boxes
@@ -450,22 +453,24 @@ def boxes_fits(model, keys):
 _evaluator_lock = threading.Lock()
 
 
-def _ball_evaluator(token, src, integer):
+def _ball_evaluator(token, src, settings):
     from .balls import _ExactEvaluator
 
     X = open_source(src)
-    return worker_state(("balls", token), lambda: _ExactEvaluator(X, integer))
+    integer, linf, lw_src, G = settings
+    return worker_state(("balls", token), lambda: _ExactEvaluator(X, integer, linf,
+                                                                  open_source(lw_src), G))
 
 
-def _ball_gains_unit(token, src, integer, cand, covered, expanded, n_lo, n_hi, eps, hint):
-    evaluator = _ball_evaluator(token, src, integer)
+def _ball_gains_unit(token, src, settings, cand, covered, expanded, n_lo, n_hi, eps, hint):
+    evaluator = _ball_evaluator(token, src, settings)
     with _evaluator_lock:  # its buffers are shared by the worker's task threads
         return tuple(np.array(a) for a in evaluator.gains(cand, covered, expanded, n_lo, n_hi,
                                                            eps, hint))
 
 
-def _ball_penalties_unit(token, src, integer, rows, reach):
-    evaluator = _ball_evaluator(token, src, integer)
+def _ball_penalties_unit(token, src, settings, rows, reach):
+    evaluator = _ball_evaluator(token, src, settings)
     increment = np.zeros(len(reach), dtype=np.int64)
     with _evaluator_lock:
         evaluator.add_penalties(rows, reach, increment)
@@ -478,13 +483,17 @@ class BallEvaluator:
     into one piece per worker (every candidate's row of exact distances is its
     own, so the pieces give the rows of the whole batch); the choice among
     them stays on the client. The per-ball state (covered, expanded) is
-    scattered once per ball, the data once per fit."""
+    scattered once per ball, the data (and the LU weights ``lw``, threshold
+    ``G`` of numbaconc.lu) once per fit; ``linf``: cubes (l-inf keys)."""
 
-    def __init__(self, X, integer: bool, capacity: int):
+    def __init__(self, X, integer: bool, capacity: int, linf: bool = False, lw=None, G: int = 0):
         self.client = current()
         self._scattered = {}
         self.src = source_of(X, self.client, self._scattered)
         self.integer = bool(integer)
+        lw_src = None if lw is None else source_of(np.asarray(lw, dtype=np.int64), self.client,
+                                                   self._scattered)
+        self.settings = (self.integer, bool(linf), lw_src, int(G))
         self.capacity = int(capacity)
         self.token = uuid.uuid4().hex
         self._ball_key, self._ball_state = None, None
@@ -503,7 +512,7 @@ class BallEvaluator:
 
     def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):
         covered_f, expanded_f = self._state(covered, expanded)
-        args = [(self.token, self.src, self.integer, piece, covered_f, expanded_f, int(n_lo),
+        args = [(self.token, self.src, self.settings, piece, covered_f, expanded_f, int(n_lo),
                  int(n_hi), float(eps), np.ascontiguousarray(top_hint[piece]))
                 for piece in self._pieces(cand, self.capacity)]
         parts = list(map_ordered(_ball_gains_unit, args))
@@ -511,7 +520,7 @@ class BallEvaluator:
 
     def add_penalties(self, rows, reach, penalty):
         reach_f = self.client.scatter(reach, hash=False, broadcast=True)
-        args = [(self.token, self.src, self.integer, piece, reach_f)
+        args = [(self.token, self.src, self.settings, piece, reach_f)
                 for piece in self._pieces(rows, self.capacity)]
         for increment in map_ordered(_ball_penalties_unit, args):
             penalty += increment

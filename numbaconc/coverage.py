@@ -33,7 +33,8 @@ from .kernels import balls as _balls
 from .kernels import boxes as _b
 from .kernels import halfspace as _hs
 from .validation import CHUNK_ROWS as _CHUNK_ROWS
-from .validation import as_matrix, check_float, check_int, check_matrix, checked_blocks, readonly
+from .validation import (REGION_METRICS, as_matrix, check_float, check_int, check_matrix,
+                         check_metric, checked_blocks, readonly)
 
 _DTYPES = (np.uint8, np.float32, np.float64)
 
@@ -174,13 +175,16 @@ def _as_data(X, name="X") -> np.ndarray:
     return X
 
 
-def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int | None = None):
+def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int | None = None,
+                  metric: str = "l2"):
     """(inside, inside_grown), (n,) bool each: rows of X with d**2 <= r**2 for
     some ball, and with d <= r + margin (``d**2 <= max(r**2, (r + margin)**2)``).
 
     ``X`` (n, d) uint8/float32 (memmap or h5py dataset, read in row blocks);
     ``centers`` (T, d) and ``radii_sq`` (T,) in the same storage units.
+    ``metric="linf"``: cubes, ``radii_sq`` the l-inf radii themselves.
     """
+    linf = check_metric(metric, REGION_METRICS) == "linf"
     n, d, dtype = check_matrix(X, _DTYPES, "X")
     centers = np.asarray(centers, dtype=np.float64)
     radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
@@ -203,8 +207,8 @@ def ball_coverage(X, centers, radii_sq, margin: float, *, block_rows: int | None
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
         block = _as_data(X[start:stop])
-        _balls.coverage(block, C, radii_sq, float(margin), integer, inside[start:stop],
-                    grown[start:stop])
+        _balls.coverage(block, C, radii_sq, float(margin), integer, linf, inside[start:stop],
+                        grown[start:stop])
     return inside, grown
 
 

@@ -210,11 +210,13 @@ def _check_labels(y, n: int, where: str):
 
 
 def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
-                  image_shape=None, checksum, source, bounded=True, extra_attrs=None):
+                  image_shape=None, checksum, source, bounded=True, extra_attrs=None,
+                  extra_arrays=None):
     """Write the standard layout atomically (temporary name, then rename).
 
     ``bounded=False`` accepts float data outside [0, 1] (synthetic Gaussians);
-    ``extra_attrs`` are stored as file attributes (e.g. the true covariance).
+    ``extra_attrs`` are stored as file attributes (e.g. the true covariance);
+    ``extra_arrays``: {"train/source_rows": array, ...} extra datasets.
     """
     train_x = _check_images(np.asarray(train_x), f"{source}: train x", bounded)
     test_x = _check_images(np.asarray(test_x), f"{source}: test x", bounded)
@@ -250,6 +252,8 @@ def write_dataset(out, *, name, train_x, test_x, train_y=None, test_y=None,
                 content_digest=digest,
             )
             f.attrs.update(extra_attrs or {})
+            for key, value in (extra_arrays or {}).items():
+                f.create_dataset(key, data=value)
     return out
 
 
@@ -407,6 +411,10 @@ class Split:
         if isinstance(self.x, np.ndarray):
             return self.x
         return np.ascontiguousarray(self.x[...])
+
+    def take(self, index) -> np.ndarray:
+        """``x[index]`` (any order, repeats allowed), read through a ``RowView``."""
+        return self.view().take(index)
 
     def view(self, rows=None) -> "RowView":
         """The rows ``rows`` (any index array; None = all) as a ``RowView``:

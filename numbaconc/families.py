@@ -5,7 +5,7 @@
 - ``NeighbourLists``: the neighbour-list cache (one search per metric,
   read off for the holdout subset);
 - one strategy per region family (``BoxesFamily``, ``BallsFamily``,
-  ``HalfSpaceFamily``): ``fit(alpha=, epsilon=, **options)`` fits the
+  ``CubesFamily``, ``HalfSpaceFamily``): ``fit(alpha=, epsilon=, **options)`` fits the
   family under the protocol and returns a ``FamilyFit`` (its regions and how
   they were chosen), keeping the family's own caches (k-means fits, the
   half-space search of an epsilon grid, projections).
@@ -26,7 +26,7 @@ from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
 from .errors import NumbaconcError, OptionError
 from .knn import cached_knn, subset_fetch_k, subset_knn
-from .regions import Region, ball_region, halfspace_region
+from .regions import Region, ball_region, cube_region, halfspace_region
 from .stages import stage
 from .validation import check_alpha, check_choice, check_epsilon, check_float
 
@@ -57,12 +57,14 @@ class Splits:
     ``X_fit``, ``X_select`` and ``X_test`` are row views of the file
     (``numbaconc.datasets.RowView``: the holdout split is two sorted index
     arrays), never copies. ``progress`` is the callable the long stages
-    report to (it may be replaced between queries).
+    report to (it may be replaced between queries). ``weights``: the
+    label-uncertainty vectors (``numbaconc.lu.LabelWeights``), split like
+    the rows into ``lu`` (set name -> LU vector or None).
     """
 
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
                  val_fraction: float = 0.2, seed: int = 0, progress=None,
-                 selection_z: float = SELECTION_Z):
+                 selection_z: float = SELECTION_Z, weights=None):
         check_choice(protocol, PROTOCOLS, "protocol")
         val_fraction = check_float(val_fraction, "val_fraction", low=0.0, high=1.0,
                                    low_open=True, high_open=True)
@@ -95,6 +97,19 @@ class Splits:
             self.X_fit = train.view()
             self.X_select = self.X_test
             self.select_name = "test"
+        self.weights = weights
+        self.lu = None
+        if weights is not None:
+            from .lu import split_weights
+
+            self.lu = split_weights(weights, self.fit_rows, self.val_rows, protocol)
+
+    @property
+    def fit_lu(self):
+        """(LU vector of the fitting rows, gamma), or (None, 0.0) without weights."""
+        if self.lu is None:
+            return None, 0.0
+        return self.lu["train"], self.weights.gamma
 
     def selection_alpha(self, alpha: float) -> float:
         """The risk every choice must reach on the selection set.
@@ -157,7 +172,12 @@ class Splits:
         sets = {"train": self.X_fit, "test": self.X_test}
         if self.protocol == "holdout":
             sets["validation"] = self.X_select
-        return {name: region.evaluate(X) for name, X in sets.items()}
+        figures = {name: region.evaluate(X) for name, X in sets.items()}
+        if self.lu is not None:  # each region's mean LU where the set has weights
+            from .lu import add_region_lu
+
+            add_region_lu(figures, region, sets, self.lu)
+        return figures
 
 
 class NeighbourLists:
@@ -291,9 +311,11 @@ class BoxesFamily(Family):
 
 
 class BallsFamily(Family):
-    """Union of T balls placed greedily (l2), the paper's Algorithm 2."""
+    """Union of T balls placed greedily (l2), the paper's Algorithm 2. With
+    label weights, every ball meets the LU constraint (numbaconc.lu)."""
 
     name = "balls"
+    metric = "l2"
 
     def fit(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None) -> FamilyFit:
         from .balls import fit_balls
@@ -307,23 +329,35 @@ class BallsFamily(Family):
         # whole training set's lists hold for it (the paper protocol's search, shared).
         n = s.ds.train.n_samples
         k = n_neighbors or min(n, max(2 * math.ceil(alpha * n * (1 + delta)), 2000))
-        knn = self.lists.get("l2", k, exact_k=False)
+        knn = self.lists.get(self.metric, k, exact_k=False)
         t0 = time.perf_counter()
         # like the half-space thresholds, the coverage aims at the selection
         # target, so that under holdout the balls can pass it on the validation
         # split (``paper``: the target is alpha itself, the 2019 code)
+        lu, gamma = s.fit_lu
         fit = fit_balls(s.X_fit, s.selection_alpha(alpha), s.to_storage(epsilon),
-                        int(clusters), delta=delta, neighbors=knn, progress=s.progress)
+                        int(clusters), delta=delta, neighbors=knn, progress=s.progress,
+                        metric=self.metric, lu=lu, gamma=gamma)
         timings = dict(fit=time.perf_counter() - t0)
-        region = ball_region(fit.centers, fit.radii_sq, epsilon=s.to_storage(epsilon),
-                             scale=s.scale, meta=dict(n_balls=int(clusters), delta=delta))
+        region = self._region(fit.centers, fit.radii_sq, epsilon=s.to_storage(epsilon),
+                              scale=s.scale, meta=dict(n_balls=int(clusters), delta=delta))
         params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
                       n_neighbors=int(knn.k))
-        t0 = time.perf_counter()
-        frontier = self._frontier(fit, alpha, s.to_storage(epsilon))
-        timings["frontier"] = time.perf_counter() - t0
-        return FamilyFit("balls", "balls", "l2", params, [region], timings=timings,
+        if lu is not None:
+            from .lu import greedy_lu_params
+
+            params.update(greedy_lu_params(fit, lu, gamma))
+        frontier = None
+        if self.metric == "l2" and lu is None:  # the prefix frontier is the l2, unconstrained greedy's
+            t0 = time.perf_counter()
+            frontier = self._frontier(fit, alpha, s.to_storage(epsilon))
+            timings["frontier"] = time.perf_counter() - t0
+        return FamilyFit(self.name, self.name, self.metric, params, [region], timings=timings,
                          frontier=frontier)
+
+    @staticmethod
+    def _region(centers, radii_sq, **kwargs):
+        return ball_region(centers, radii_sq, **kwargs)
 
     def _frontier(self, fit, alpha, eps) -> dict:
         """The fitted balls' prefixes (the last ball's radius running on past
@@ -337,6 +371,18 @@ class BallsFamily(Family):
                    fixed_by="fitting split (the row's own balls)",
                    fit_risk_range=counts["fit_risk_range"])
         return out
+
+
+class CubesFamily(BallsFamily):
+    """Union of T l-inf balls (cubes, Zhang and Evans 2022) placed greedily:
+    the balls' greedy under the l-inf metric (``radii_sq`` holds the radii)."""
+
+    name = "cubes"
+    metric = "linf"
+
+    @staticmethod
+    def _region(centers, radii, **kwargs):
+        return cube_region(centers, radii, **kwargs)
 
 
 class HalfSpaceFamily(Family):
@@ -378,7 +424,8 @@ class HalfSpaceFamily(Family):
                                        [s.to_storage(e) for e in grid], metric=metric,
                                        method=method, n_components=n_components,
                                        margin=s.halfspace_margin,
-                                       X_select=select, progress=s.progress)
+                                       X_select=select, progress=s.progress,
+                                       lu=self._lu_weights())
             share = (time.perf_counter() - t0) / len(grid)
             for e, f in zip(grid, fits):
                 self._fits[base + (e,)] = (f, share, len(grid))
@@ -392,11 +439,22 @@ class HalfSpaceFamily(Family):
                       n_components=n_components, threshold_alpha=float(fit.alpha_fit),
                       search_shared_by_epsilons=n_shared)
         family = "pca" if method == "pca" else "halfspace"
-        t0 = time.perf_counter()
-        frontier = self._frontier(base, fit, alpha)
-        timings["frontier"] = time.perf_counter() - t0
+        frontier = None
+        if s.lu is None:  # the frontier's thresholds ignore LU: only without it
+            t0 = time.perf_counter()
+            frontier = self._frontier(base, fit, alpha)
+            timings["frontier"] = time.perf_counter() - t0
         return FamilyFit(family, family, metric, params, [region], timings=timings,
                          frontier=frontier)
+
+    def _lu_weights(self):
+        """(int64 weights of the fitting rows, integer threshold) or None."""
+        s = self.splits
+        if s.lu is None:
+            return None
+        from .lu import lu_threshold, lu_weights
+
+        return (lu_weights(s.lu["train"], len(s.X_fit)), lu_threshold(s.weights.gamma))
 
     def _frontier(self, base, fit, alpha) -> dict:
         """The fitted direction's thresholds at fitting-set ranks from a risk

@@ -114,6 +114,18 @@ def _kth_largest(p: np.ndarray, k: int) -> float:
     return float(np.partition(p, p.shape[0] - k)[p.shape[0] - k])
 
 
+def _threshold(p: np.ndarray, k: int, lu) -> float:
+    """b of the region {p >= b}: the k-th largest value, or with ``lu`` =
+    (weights, G) the largest b covering >= k points whose region meets the
+    LU constraint (+inf if no threshold does; numbaconc.lu)."""
+    if lu is None:
+        return _kth_largest(p, k)
+    b_hi, b_lo = np.empty(1), np.empty(1)
+    _k.lu_thresholds(np.ascontiguousarray(p, dtype=np.float64)[None, :], k, lu[0], lu[1],
+                     b_hi, b_lo)
+    return float(b_hi[0])
+
+
 def _one_blas_thread():
     """LAPACK's eigh makes many small BLAS calls: with 2 BLAS threads on a busy
     2-core machine it was measured 3.9-12 s for d = 784 instead of 0.27 s on one
@@ -271,8 +283,12 @@ def fit_halfspace(X, alpha: float, epsilon: float, *, metric: str, method: str =
 def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str = "search",
                         n_components: int | None = None, powers=DEFAULT_POWERS,
                         margin: float | None = None, X_select=None, batch: int = 256,
-                        progress=None) -> list[HalfSpaceFit]:
+                        progress=None, lu=None) -> list[HalfSpaceFit]:
     """``fit_halfspace`` for several epsilons at once: one fit per epsilon.
+
+    ``lu``: (int64 weights of X, integer threshold G) from numbaconc.lu: every
+    threshold is then the largest one whose region covers >= the quantile's
+    count and has mean LU >= gamma (directions with none are never chosen).
 
     The covariance, the projections and the thresholds do not depend on
     epsilon, so a curve costs one search plus one count pass per epsilon and
@@ -322,9 +338,9 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
     shifts = dual[:, None] * eps_arr[None, :]  # (n_dir, n_eps)
 
     if method == "pca":
-        records = _exact_candidates(X, X_select, W, shifts, labels, k)
+        records = _exact_candidates(X, X_select, W, shifts, labels, k, lu)
     else:
-        records = _search_candidates(X, X_select, W, shifts, labels, k, int(batch), progress)
+        records = _search_candidates(X, X_select, W, shifts, labels, k, int(batch), progress, lu)
 
     fits = []
     projections = {}
@@ -339,8 +355,11 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
         if (j, side) not in projections:
             p = _project64(X, w, "X")
             p_sel = _project64(X_select, w, "X_select") if X_select is not None else None
-            projections[(j, side)] = (p, _kth_largest(p, k), p_sel)
+            projections[(j, side)] = (p, _threshold(p, k, lu), p_sel)
         p, b, p_sel = projections[(j, side)]
+        if not math.isfinite(b):
+            raise NumbaconcError(f"half-space: in none of the {2 * n_dir} directions (both sides) "
+                                 "does a threshold cover the target with mean LU >= gamma")
         inside, inside_eps = _coverage_from_projection(p, b, shift)
         fit = HalfSpaceFit(
             w=w, b=b, metric=metric, method=method, component=int(c), power=float(e),
@@ -366,7 +385,7 @@ def _record(c, e, side, b, n_in, n_adv, n, sel=None, m=None):
     return rec
 
 
-def _exact_candidates(X, X_select, W, shifts, labels, k):
+def _exact_candidates(X, X_select, W, shifts, labels, k, lu=None):
     """Both sides of each direction in float64 (the few PCA candidates): records per epsilon."""
     n, n_eps = X.shape[0], shifts.shape[1]
     records = [[] for _ in range(n_eps)]
@@ -374,7 +393,7 @@ def _exact_candidates(X, X_select, W, shifts, labels, k):
         for side in (1, -1):
             w = side * W[:, j]
             p = _project64(X, w, "X")
-            b = _kth_largest(p, k)
+            b = _threshold(p, k, lu)
             p_sel = _project64(X_select, w, "X_select") if X_select is not None else None
             for i in range(n_eps):
                 inside, inside_eps = _coverage_from_projection(p, b, float(shifts[j, i]))
@@ -401,7 +420,7 @@ def search_batch(n: int, n_select: int = 0, share: float = 0.5) -> int:
     return budget.rows_for(4.0 * (n + n_select), share)
 
 
-def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress):
+def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=None):
     """Float32 search over all directions in batches, both sides: records per epsilon."""
     n, _ = X.shape
     n_dir, n_eps = shifts.shape
@@ -412,11 +431,11 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress):
     batches = ((np.ascontiguousarray(W[:, a:b].T, dtype=np.float32),
                 np.ascontiguousarray(shifts[a:b], dtype=np.float64)) for a, b in bounds)
     if cluster.current() is not None:  # direction batches as tasks
-        results = cluster.halfspace_batches(X, X_select, batches, batch, k)
+        results = cluster.halfspace_batches(X, X_select, batches, batch, k, lu)
     else:
         proj = _Projector(X, batch, "X")
         proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
-        results = (_batch_counts(proj, proj_sel, Wt, sh, k) for Wt, sh in batches)
+        results = (_batch_counts(proj, proj_sel, Wt, sh, k, lu) for Wt, sh in batches)
     records = [[] for _ in range(n_eps)]
     for (start, stop), (b_hi, b_lo, cnt, scnt) in zip(bounds, results):
         m = stop - start
@@ -437,16 +456,20 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress):
     return records
 
 
-def _batch_counts(proj, proj_sel, Wt: np.ndarray, sh: np.ndarray, k: int):
+def _batch_counts(proj, proj_sel, Wt: np.ndarray, sh: np.ndarray, k: int, lu=None):
     """One batch of directions (Wt: (m, d) float32, sh: (m, n_eps) shifts): the
     float32 thresholds of both sides (b_hi, b_lo) and the counts of each side and
-    epsilon on X and X_select (lists, None without X_select)."""
+    epsilon on X and X_select (lists, None without X_select). ``lu``: (weights,
+    G) of numbaconc.lu: the thresholds of the label-uncertainty search."""
     m = Wt.shape[0]
     b_hi = np.empty(m, dtype=np.float32)
     b_lo = np.empty(m, dtype=np.float32)
     counts = np.empty((m, sh.shape[1], 4), dtype=np.int64)
     P = proj(Wt)
-    _k.select_thresholds(P, k, b_hi, b_lo)
+    if lu is None:
+        _k.select_thresholds(P, k, b_hi, b_lo)
+    else:
+        _k.lu_thresholds(P, k, lu[0], lu[1], b_hi, b_lo)
     _k.count_sides(P, b_hi, b_lo, sh, counts)
     scnt = None
     if proj_sel is not None:
@@ -458,7 +481,10 @@ def _batch_counts(proj, proj_sel, Wt: np.ndarray, sh: np.ndarray, k: int):
 
 def _choose(records, alpha: float, use_select: bool):
     """Lowest adversarial risk (on the select split when given); ties go to the
-    larger training risk, then to the earliest candidate."""
+    larger training risk, then to the earliest candidate. Candidates without a
+    threshold (none met the LU constraint: b = +inf) are left out."""
+    feasible = [r for r in records if math.isfinite(r["b"])]
+    records = feasible or records
     adv = np.array([r["adv_risk"] for r in records])
     risk = np.array([r["risk"] for r in records])
     if use_select:

@@ -26,22 +26,24 @@ import numpy as np
 
 from . import __version__, budget
 from .datasets import Dataset
-from .errors import OptionError
+from .errors import NumbaconcError, OptionError
 from .families import PROTOCOLS, SELECTION_Z, BallsFamily, BoxesFamily, FamilyFit  # noqa: F401
-from .families import HalfSpaceFamily, NeighbourLists, Splits
+from .families import CubesFamily, HalfSpaceFamily, NeighbourLists, Splits
 from .regions import Region
 from .stages import PEAK_SOURCE, recording, stage
 from .stats import clopper_pearson
 from .validation import REGION_METRICS, check_choice
 from .validation import canonical_metric as _canonical_metric
 
-METHODS = ("boxes", "balls", "halfspace", "pca", "best")
+METHODS = ("boxes", "balls", "cubes", "halfspace", "pca", "best")
 FAMILIES = {"linf": ("boxes", "halfspace"), "l2": ("balls", "halfspace")}
-FAMILY_METRIC = {"boxes": "linf", "balls": "l2"}
-FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2"}
+FAMILY_METRIC = {"boxes": "linf", "balls": "l2", "cubes": "linf"}
+FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2", "cubes": "l-inf"}
 METHOD_OPTIONS = {
     "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain"),
     "balls": ("clusters", "delta", "n_neighbors"),
+    "cubes": ("clusters", "delta", "n_neighbors"),
+    "cubes": ("clusters", "delta", "n_neighbors"),
     "halfspace": ("n_components",),
     "pca": (),
 }
@@ -125,14 +127,17 @@ class Concentration:
 
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",
                  val_fraction: float = 0.2, seed: int = 0, progress=None,
-                 selection_z: float = SELECTION_Z):
+                 selection_z: float = SELECTION_Z, weights=None):
         self.splits = splits = Splits(dataset, protocol=protocol, val_fraction=val_fraction,
-                                      seed=seed, progress=progress, selection_z=selection_z)
+                                      seed=seed, progress=progress, selection_z=selection_z,
+                                      weights=weights)
         self.timings: dict = {}
         self.lists = NeighbourLists(splits, self._tick)
         self.families = {"boxes": BoxesFamily(splits, self.lists),
                          "balls": BallsFamily(splits, self.lists),
+                         "cubes": CubesFamily(splits, self.lists),
                          "halfspace": HalfSpaceFamily(splits)}
+        self.lu_failures: dict = {}  # family -> why it has no region under the LU constraint
         self._runs: dict = {}
         # the protocol's fixed facts, as attributes
         self.ds, self.protocol, self.seed, self.scale = dataset, protocol, seed, splits.scale
@@ -140,6 +145,8 @@ class Concentration:
         self.X_fit, self.X_select, self.X_test = splits.X_fit, splits.X_select, splits.X_test
         self.fit_rows, self.val_rows, self.select_name = (splits.fit_rows, splits.val_rows,
                                                           splits.select_name)
+        # label uncertainty (numbaconc.lu.LabelWeights) and the per-set LU vectors
+        self.weights, self.lu = splits.weights, splits.lu
 
     @property
     def progress(self):
@@ -195,6 +202,8 @@ class Concentration:
             adv = np.array([r["adv_risk"] for r in rows])
             n = rows[0]["n"]
             fig = dict(n=n, risk=float(risk.mean()), adv_risk=float(adv.mean()))
+            if "mean_lu" in rows[0]:  # label uncertainty (numbaconc.lu)
+                fig["mean_lu"] = float(np.mean([r["mean_lu"] for r in rows]))
             if len(rows) > 1:
                 fig.update(risk_std=float(risk.std()), adv_risk_std=float(adv.std()))
             if name == "test":
@@ -223,6 +232,12 @@ class Concentration:
         return self._estimate(self.families["balls"].fit(alpha=alpha, epsilon=epsilon, **options),
                               alpha, epsilon)
 
+    def cubes(self, *, alpha, epsilon, **options) -> Estimate:
+        """Union of T l-inf balls (cubes, Zhang and Evans 2022) placed greedily:
+        ``CubesFamily.fit``'s options."""
+        return self._estimate(self.families["cubes"].fit(alpha=alpha, epsilon=epsilon, **options),
+                              alpha, epsilon)
+
     def halfspace(self, *, alpha, epsilon, metric, method="search", n_components=None) -> Estimate:
         """Half-space: ``pca`` (top principal component, Gilmer et al.) or
         ``search`` (Prescott et al. direction search)."""
@@ -236,9 +251,12 @@ class Concentration:
         ``best`` after a family (or a rerun) is free."""
         metric = canonical_metric(metric)
         check_choice(method, METHODS, "method")
-        if method in ("boxes", "balls") and metric != FAMILY_METRIC[method]:
+        if method in FAMILY_METRIC and metric != FAMILY_METRIC[method]:
             raise OptionError(f"{method} are the {FAMILY_LABEL[method]} family: use {{metric}}",
                               metric=f"metric={FAMILY_METRIC[method]!r}")
+        if self.lu is not None and method == "boxes":
+            raise OptionError("the LU constraint applies to balls, cubes and half-spaces, "
+                              "not to boxes: use {cubes} for l-inf", cubes="method='cubes'")
         if method != "best":
             options = _pick(options, METHOD_OPTIONS[method])
         key = (method, metric, alpha, epsilon, tuple(sorted(
@@ -257,6 +275,8 @@ class Concentration:
             return self.boxes(alpha=alpha, epsilon=epsilon, **options)
         if method == "balls":
             return self.balls(alpha=alpha, epsilon=epsilon, **options)
+        if method == "cubes":
+            return self.cubes(alpha=alpha, epsilon=epsilon, **options)
         return self.halfspace(alpha=alpha, epsilon=epsilon, metric=metric,
                               method="pca" if method == "pca" else "search", **options)
 
@@ -264,8 +284,21 @@ class Concentration:
         """Every family that applies to the metric; the winner has the lowest
         selection-set adversarial risk among those whose selection risk reaches
         the selection target (see ``selection_alpha``)."""
-        estimates = [self.run(family, metric=metric, alpha=alpha, epsilon=epsilon, **options)
-                     for family in FAMILIES[metric]]
+        families = FAMILIES[metric]
+        if self.lu is not None:  # the families that take the LU constraint
+            from .lu import LU_FAMILIES
+
+            families = LU_FAMILIES[metric]
+        estimates = []
+        for family in families:
+            try:
+                estimates.append(self.run(family, metric=metric, alpha=alpha, epsilon=epsilon,
+                                          **options))
+            except NumbaconcError as exc:
+                if self.lu is None or family == families[-1] and not estimates:
+                    raise
+                # under the LU constraint a family may have no region at all
+                self.lu_failures[family] = str(exc)
         sel, target = self.select_name, self.selection_alpha(alpha)
         feasible = [e for e in estimates if e.figures[sel]["risk"] >= target] or estimates
         winner = min(feasible, key=lambda e: e.figures[sel]["adv_risk"])
@@ -283,14 +316,14 @@ def _pick(options: dict, names) -> dict:
 
 def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, method: str,
             protocol: str = "holdout", val_fraction: float = 0.2, seed: int = 0,
-            progress=None, **options) -> dict:
+            progress=None, weights=None, **options) -> dict:
     """One measurement, as the CLI's ``measure`` prints and saves it.
 
     Returns a JSON-ready dict; ``result["_region"]`` holds the winning Region.
     """
     t0 = time.perf_counter()
     conc = Concentration(dataset, protocol=protocol, val_fraction=val_fraction, seed=seed,
-                         progress=progress)
+                         progress=progress, weights=weights)
     with recording() as stage_records:
         outcome = conc.run(method, metric=metric, alpha=alpha, epsilon=epsilon, **options)
     if method == "best":
@@ -303,13 +336,16 @@ def measure(dataset: Dataset, *, metric: str, alpha: float, epsilon: float, meth
                     metric=canonical_metric(metric), alpha=alpha, epsilon=epsilon, method=method,
                     protocol=protocol, seed=seed,
                     val_fraction=val_fraction if protocol == "holdout" else None,
-                    options={k: v for k, v in options.items() if v is not None}),
+                    options={k: v for k, v in options.items() if v is not None},
+                    gamma=None if weights is None else weights.gamma),
         selection=conc.select_name,
         **winner.to_dict(),
     )
     if method == "best":
         result["winner"] = winner.family
         result["families"] = [e.to_dict() for e in estimates]
+        if conc.lu_failures:
+            result["families_without_region"] = dict(conc.lu_failures)
     truth = _ground_truth(dataset, alpha, conc.to_storage(epsilon), canonical_metric(metric))
     if truth is not None:
         # a valid estimate can sit above the truth, never clearly below it

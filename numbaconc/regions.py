@@ -10,6 +10,7 @@ of the second.
 | boxes     | outside every box grown by eps (l-inf) | outside every box (faces   | upper bound |
 |           |                                        | beyond the domain ignored) |             |
 | balls     | inside some ball (l2)                  | inside some ball grown eps | exact       |
+| cubes     | inside some l-inf ball (cube)          | inside some cube grown eps | exact       |
 | halfspace | w.x >= b                               | w.x >= b - eps*||w||_*     | exact       |
 """
 
@@ -147,6 +148,7 @@ class Region:
     def _check_shapes(self, path) -> None:
         a, d = self.arrays, self.n_features
         expected = {"centers": (None, d), "half_widths": (None, d), "radii_sq": (None,),
+                    "radii": (None,),
                     "w": (d,), "b": ()}
         parts = len(a["centers"]) if "centers" in a and a["centers"].ndim == 2 else None
         for key in self.ARRAYS:
@@ -201,10 +203,21 @@ class BallsRegion(Region):
     ARRAYS: ClassVar[tuple] = ("centers", "radii_sq")
 
     def _masks(self, X):
-        return ball_coverage(X, self.arrays["centers"], self.arrays["radii_sq"], self.epsilon_storage)
+        # ARRAYS[1]: the squared radii (l2), or the cubes' l-inf radii themselves
+        return ball_coverage(X, self.arrays["centers"], self.arrays[self.ARRAYS[1]],
+                             self.epsilon_storage, metric=self.metric)
 
     def summary(self) -> dict:
         return dict(super().summary(), n_parts=int(len(self.arrays["centers"])))
+
+
+@dataclass
+class CubesRegion(BallsRegion):
+    """E = inside some l-inf ball (cube); E_eps = inside some cube grown by eps
+    (exact): the balls' membership under the l-inf metric, radii not squared."""
+
+    kind: ClassVar[str] = "cubes"
+    ARRAYS: ClassVar[tuple] = ("centers", "radii")
 
 
 @dataclass
@@ -225,7 +238,7 @@ class HalfSpaceRegion(Region):
         return halfspace_coverage(X, self.arrays["w"], float(self.arrays["b"]), self.shift)
 
 
-REGION_TYPES = {t.kind: t for t in (BoxesRegion, BallsRegion, HalfSpaceRegion)}
+REGION_TYPES = {t.kind: t for t in (BoxesRegion, BallsRegion, CubesRegion, HalfSpaceRegion)}
 
 
 def _block_counts(block: np.ndarray, region: Region) -> tuple[int, int, int]:
@@ -275,6 +288,15 @@ def ball_region(centers, radii_sq, *, epsilon, scale, meta=None) -> BallsRegion:
     radii_sq = np.ascontiguousarray(radii_sq, dtype=np.float64)
     return BallsRegion("l2", float(epsilon), float(scale), centers.shape[1],
                        dict(centers=centers, radii_sq=radii_sq, radii=np.sqrt(radii_sq)), dict(meta or {}))
+
+
+def cube_region(centers, radii, *, epsilon, scale, meta=None) -> CubesRegion:
+    """A ``CubesRegion``: union of l-inf balls B(c_j, r_j) (storage units,
+    ``epsilon`` too); E_eps: radii r_j + eps."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return CubesRegion("linf", float(epsilon), float(scale), centers.shape[1],
+                       dict(centers=centers, radii=np.ascontiguousarray(radii, dtype=np.float64)),
+                       dict(meta or {}))
 
 
 def halfspace_region(w, b, *, metric, epsilon, scale, meta=None) -> HalfSpaceRegion:

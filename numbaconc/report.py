@@ -96,8 +96,12 @@ def paper_cell(paper: dict, key="adv_risk") -> str:
 
 
 def write_report(rows: list[dict], out: Path, *, command: str, versions: dict, wall_seconds: float,
-                 data_notes: dict, pictures: dict) -> Path:
-    """Render every finished row of ``results.json`` as report.md."""
+                 data_notes: dict, pictures: dict, bounds: dict | None = None) -> Path:
+    """Render every finished row of ``results.json`` as report.md.
+
+    ``bounds``: {dataset: {(metric, epsilon): bound row}} from
+    ``reproduce.report_bounds``, shown beside the estimates and defences."""
+    bounds = bounds or {}
     by_dataset = defaultdict(list)
     for row in rows:
         by_dataset[row["spec"]["dataset"]].append(row)
@@ -113,16 +117,21 @@ def write_report(rows: list[dict], out: Path, *, command: str, versions: dict, w
         lines += [f"## {name}", ""]
         if data_notes.get(name):
             lines += [data_notes[name], ""]
-        lines += (_estimates_table(items) + _linf_table(items) + _as_2019_table(items)
-                  + _l2_table(items) + _defence_table(items))
+        found = bounds.get(name, {})
+        lines += (_estimates_table(items, found) + _linf_table(items, found) + _as_2019_table(items)
+                  + _l2_table(items, found) + _defence_table(items, found))
+        if found:
+            from .bound import DEFINITIONS
+
+            lines += [f"**The lower bound beside each estimate.** {_bound_intro()} {DEFINITIONS}", ""]
         if pictures.get(name):
             lines += ["### Pictures", ""]
             for caption, path in pictures[name]:
                 lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
         lines += ["### Commands (one per row)", "", "```"]
         seen = set()
-        for row in items:
-            if row["command"] not in seen:
+        for row in items:  # rows run without a row_command (the Python API) have none
+            if row.get("command") is not None and row["command"] not in seen:
                 seen.add(row["command"])
                 lines.append(row["command"])
         lines += ["```", ""]
@@ -145,7 +154,18 @@ def _time(cells: dict) -> str:
     return f"{sum(r.get('wall_seconds', 0.0) for r in cells.values()):.0f} s"
 
 
-def _linf_table(items) -> list[str]:
+def _bound_column(bounds, lines: list[str], epsilons, metric) -> list[str]:
+    """Append the lower bound at each row's epsilon as a last column (header,
+    rule, then one cell per row of ``epsilons``)."""
+    if not bounds:
+        return lines
+    head, rule, body = lines[2], lines[3], lines[4:]
+    cells = [_bound_cell(bounds, metric, e) for e in epsilons]
+    return lines[:2] + [head + " label-aware lower bound, test split |", rule + "---|"] + [
+        line + f" {c} |" for line, c in zip(body, cells)]
+
+
+def _linf_table(items, bounds=None) -> list[str]:
     table = _index(items, "linf")
     if not table:
         return []
@@ -161,7 +181,7 @@ def _linf_table(items) -> list[str]:
                    f"{cell(cells.get(('boxes', 'holdout')), with_params=True)} | "
                    f"{cell(cells.get(('halfspace', 'holdout')), with_params=True)} | "
                    f"{cell(cells.get(('best', 'holdout')), with_params=True)} | {_time(cells)} |")
-    return out + [""]
+    return _bound_column(bounds, out, [k[0] for k in table], "linf") + [""]
 
 
 def _is_valid(row) -> bool:
@@ -171,9 +191,26 @@ def _is_valid(row) -> bool:
     return headline(row["test"])[2] or row["test"]["risk"] >= row["alpha"]
 
 
-def _estimates_table(items) -> list[str]:
+def _bound_intro() -> str:
+    return ("The label-aware lower bound (`numbaconc bound`, the test split, degree 2) is the "
+            "smallest adversarial 0-1 loss any classifier can reach on the labelled test points "
+            "against an attacker within the same ε.")
+
+
+def _bound_cell(bounds: dict, metric: str, epsilon: float) -> str:
+    found = bounds.get((metric, round(epsilon, 10)))
+    if found is None:
+        return "–"
+    if found["edges"] == 0:
+        return "0 exactly (no conflict pairs)"
+    return f"{100 * found['lower_bound']:.2f} % ({found['edges']:,} conflict pairs)"
+
+
+def _estimates_table(items, bounds=None) -> list[str]:
     """First table: per (metric, epsilon), the lowest valid leak-free (holdout)
-    headline over the families run, with the family that gave it."""
+    headline over the families run, with the family that gave it; the
+    label-aware lower bound at the same epsilon beside it when known."""
+    bounds = bounds or {}
     best = {}
     for row in items:
         spec = row["spec"]
@@ -188,14 +225,17 @@ def _estimates_table(items) -> list[str]:
     for (metric, _, alpha), row in sorted(best.items()):
         name = "ℓ∞" if metric == "linf" else "ℓ2"
         paper = row["spec"]["paper"]
+        bound = f" {_bound_cell(bounds, metric, row['spec']['epsilon'])} |" if bounds else ""
         lines.append(f"| {name} | {row['spec']['epsilon_text']} | {alpha:g} | {row['family']} | "
-                     f"{cell(row, with_params=True)} | {paper_cell(paper)} |")
+                     f"{cell(row, with_params=True)} | {paper_cell(paper)} |{bound}")
     return _table("Estimates (holdout: leak-free, valid rows only)",
                   "The lowest valid test figure of the families run under `holdout` at each "
                   "setting: read at α where the family has a frontier (half-spaces, balls), "
                   "else a region whose test risk is ≥ α. The paper's figure (boxes or balls, "
                   "its own protocol) for comparison; the full tables follow.",
-                  ["metric", "ε", "α", "family", "numbaconc (holdout)", "paper 2019"], lines)
+                  ["metric", "ε", "α", "family", "numbaconc (holdout)", "paper 2019"]
+                  + (["label-aware lower bound, test split (corrupted-input loss)"] if bounds else []),
+                  lines)
 
 
 def _as_2019_table(items) -> list[str]:
@@ -228,7 +268,7 @@ def _table(title: str, intro: str, columns: list, lines: list) -> list[str]:
              "|" + "---|" * len(columns)] + lines + [""])
 
 
-def _l2_table(items) -> list[str]:
+def _l2_table(items, bounds=None) -> list[str]:
     table = _index(items, "l2")
     if not table:
         return []
@@ -243,10 +283,11 @@ def _l2_table(items) -> list[str]:
                    f"{cell(cells.get(('balls', 'holdout')), with_params=True)} | "
                    f"{cell(cells.get(('halfspace', 'holdout')), with_params=True)} | "
                    f"{cell(cells.get(('best', 'holdout')), with_params=True)} | {_time(cells)} |")
-    return out + [""]
+    return _bound_column(bounds, out, [k[0] for k in table], "l2") + [""]
 
 
-def _defence_table(items) -> list[str]:
+def _defence_table(items, bounds=None) -> list[str]:
+    bounds = bounds or {}
     rows = [r for r in items if r["spec"]["group"] == "defence"]
     if not rows:
         return []
@@ -257,12 +298,21 @@ def _defence_table(items) -> list[str]:
         gap = "–"
         if "test" in row:
             gap = f"{paper['defence_adv_risk'] - 100 * headline(row['test'])[0]:.2f} points"
+        bound = ""
+        if bounds:
+            bound = f" {_bound_cell(bounds, spec['metric'], spec['epsilon'])}"
+            found = bounds.get((spec["metric"], round(spec["epsilon"], 10)))
+            if found is not None and found["edges"] == 0:
+                bound += (f": label overlap explains none of the {paper['defence_adv_risk']:.2f} % "
+                          "attack success")
+            bound += " |"
         out.append(f"| {metric} ≤ {spec['epsilon_text']} | {paper['defence']} ({paper['defence_risk']:.2f} %, "
                    f"{paper['defence_adv_risk']:.2f} %) | {spec['alpha']:g} | {paper['risk']:.2f} %, "
-                   f"{paper['adv_risk']:.2f} % | {cell(row, with_params=True)} | {gap} |")
+                   f"{paper['adv_risk']:.2f} % | {cell(row, with_params=True)} | {gap} |{bound}")
     return _table("Against state-of-the-art defences",
                   "The concentration estimate at the α of each defence's own standard error, next to "
                   "the attack success rate reported for that defence. The gap is room that "
                   "concentration alone does not explain.",
                   ["budget", "defence (risk, adv risk)", "α", "2019 estimate (risk, adv risk)",
-                   "numbaconc best of, holdout", "gap: defence adv risk − numbaconc estimate"], out)
+                   "numbaconc best of, holdout", "gap: defence adv risk − numbaconc estimate"]
+                  + (["label-aware lower bound, test split"] if bounds else []), out)

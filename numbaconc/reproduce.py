@@ -9,9 +9,11 @@ carries the one ``numbaconc measure`` command that regenerates it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -182,6 +184,7 @@ class Runner:
         self.progress = progress
         self.row_command = row_command
         self.rows: dict = {}
+        self.weights = None  # numbaconc.lu.LabelWeights of the dataset at hand (rows with gamma)
         self.verified: set = set()  # keys of rows computed or checked against their data
         if self.results_path.exists() and not force:
             self.rows = read_rows(self.results_path)
@@ -227,15 +230,20 @@ class Runner:
         """The rows a report may show: computed now, or verified against their data."""
         return [row for key, row in self.rows.items() if key in self.verified]
 
-    def context(self, ds, protocol) -> Concentration:
-        key = (str(ds.path), protocol)
+    def context(self, ds, protocol, gamma=None) -> Concentration:
+        key = (str(ds.path), protocol, gamma)
         # one dataset at a time: drop the other datasets' contexts (their
         # neighbour lists are GBs; `reproduce all` held three datasets' at once)
         for other in [k for k in self._contexts if k[0] != key[0]]:
             del self._contexts[other]
         if key not in self._contexts:
+            weights = None
+            if gamma is not None:
+                if self.weights is None:
+                    raise NumbaconcError("a row with gamma needs label weights (--lu)")
+                weights = dataclasses.replace(self.weights, gamma=gamma)
             self._contexts[key] = Concentration(ds, protocol=protocol, seed=self.seed,
-                                                progress=self.progress)
+                                                progress=self.progress, weights=weights)
         return self._contexts[key]
 
     def run_all(self, specs, ds, data_ref: str) -> list[dict]:
@@ -245,9 +253,10 @@ class Runner:
         for s in specs:
             if s.family in ("halfspace", "best") and (
                     self.force or s.key not in self.rows or "error" in self.rows[s.key]):
-                grids.setdefault((s.protocol, s.metric, s.alpha), []).append(s.epsilon)
-        for (protocol, metric, alpha), epsilons in grids.items():
-            self.context(ds, protocol).expect_epsilons(metric, alpha, epsilons)
+                grids.setdefault((s.protocol, s.metric, s.alpha, s.opts.get("gamma")),
+                                 []).append(s.epsilon)
+        for (protocol, metric, alpha, gamma), epsilons in grids.items():
+            self.context(ds, protocol, gamma).expect_epsilons(metric, alpha, epsilons)
         return [self.run(spec, ds, data_ref) for spec in specs]
 
     def run(self, spec: RowSpec, ds, data_ref: str) -> dict:
@@ -267,7 +276,7 @@ class Runner:
             row["command"] = self.row_command(spec, data_ref)
         row["data_digest"] = ds.content_digest
         try:
-            conc = self.context(ds, spec.protocol)
+            conc = self.context(ds, spec.protocol, spec.opts.get("gamma"))
             outcome = conc.run(spec.family, metric=spec.metric, alpha=spec.alpha,
                                epsilon=spec.epsilon, **spec.opts)
             if spec.family == "best":
@@ -374,6 +383,44 @@ def curve_rows(dataset_name: str, *, metric: str, alpha, epsilons, eps_texts,
             for a in alphas for eps, text in zip(epsilons, eps_texts) for method in methods]
 
 
+# ------------------------------------------------------------ lower bounds
+
+
+def report_bounds(runner: Runner, dataset: str, ds, *, compute: bool = True) -> dict:
+    """The label-aware lower bound (numbaconc.bound) on the test split at
+    every epsilon of ``dataset``'s rows: {(metric, epsilon): BoundRow dict}.
+
+    Kept in ``<out>/bounds.json`` by the data's content digest, so a rerun
+    (and ``--report-only``) reads them instead of running the range search
+    again; ``compute=False`` returns only what is kept."""
+    path = runner.out_dir / "bounds.json"
+    kept = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            kept = {}
+    entry = kept.get(dataset)
+    if entry is None or entry.get("data_digest") != ds.content_digest:
+        entry = dict(data_digest=ds.content_digest, rows=[])
+    have = {(r["metric"], round(r["epsilon"], 10)) for r in entry["rows"]}
+    wanted = defaultdict(set)
+    for row in runner.rows.values():
+        spec = row["spec"]
+        if spec.get("dataset") == dataset and (spec["metric"], round(spec["epsilon"], 10)) not in have:
+            wanted[spec["metric"]].add(round(spec["epsilon"], 10))
+    if compute and wanted and ds.test.y is not None:
+        from .bound import dataset_lower_bound
+
+        for metric, epsilons in wanted.items():
+            runner.log(f"lower bound: {dataset} {metric} eps={','.join(f'{e:g}' for e in sorted(epsilons))}")
+            found = dataset_lower_bound(ds, metric=metric, epsilons=sorted(epsilons), split="test")
+            entry["rows"] += [dict(asdict(r), metric=metric) for r in found.rows]
+        kept[dataset] = entry
+        write_json(path, kept)
+    return {(r["metric"], round(r["epsilon"], 10)): r for r in entry["rows"]}
+
+
 # ---------------------------------------------------------- reproduction
 
 
@@ -387,18 +434,25 @@ def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = Fals
     from .outputs import check_output_folder
     from .report import write_report
 
-    if which not in DATASETS + ("all",):
-        raise NumbaconcError(f"unknown dataset {which!r} (choose from {', '.join(DATASETS)}, all)")
+    if which not in DATASETS + ("all", "cifar10-lu"):
+        raise NumbaconcError(f"unknown dataset {which!r} (choose from {', '.join(DATASETS)}, all, "
+                             "cifar10-lu)")
     if report_only and force:
         raise OptionError("{report_only} and {force} exclude each other",
                           report_only="report_only=True", force="force=True")
     check_output_folder(out)
     datasets.cache_dir()
     started = time.perf_counter()
+    if which == "cifar10-lu":
+        runner = Runner(out, force=force, seed=0, log=log, progress=progress,
+                        row_command=row_command)
+        return _reproduce_lu(runner, out, data_dir, quick=quick, report_only=report_only,
+                             command=command or f"numbaconc.reproduce({which!r})", started=started,
+                             progress=progress)
     names = DATASETS if which == "all" else (which,)
     runner = Runner(out, force=force, seed=seed, log=log, progress=progress,
                     row_command=row_command)
-    notes, pictures = {}, {}
+    notes, pictures, bounds = {}, {}, {}
     for name in names:
         ds, data_ref, reason = locate(name, data_dir)
         if ds is None:
@@ -408,6 +462,7 @@ def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = Fals
             if not report_only:
                 runner.run_all(plan(name, quick=quick), ds, data_ref)
             runner.verify_rows(name, ds)  # saved rows join the report only if they match ds
+            bounds[name] = report_bounds(runner, name, ds, compute=not report_only)
             if data_ref != "mnist":
                 src = datasets.describe(ds)
                 notes[name] = (f"Data: `numbaconc data import {name} <{name} source> -o {data_ref}` "
@@ -424,7 +479,25 @@ def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = Fals
     info = dict(versions(), cores=os.cpu_count())
     return write_report(done, out / "report.md", command=command or f"numbaconc.reproduce({which!r})",
                         versions=info, wall_seconds=time.perf_counter() - started,
-                        data_notes=notes, pictures=pictures)
+                        data_notes=notes, pictures=pictures, bounds=bounds)
+
+
+def _reproduce_lu(runner: Runner, out: Path, data_dir, *, quick: bool, report_only: bool,
+                  command: str, started: float, progress=None) -> Path:
+    """``reproduce cifar10-lu`` (numbaconc.lu_reproduce): the label-uncertainty rows, then
+    their report."""
+    from . import lu_reproduce
+
+    if data_dir is None:
+        raise OptionError("cifar10-lu needs {data_dir} (a folder with cifar-10/cifar10.npz and "
+                          "cifar-10h/)", data_dir="data_dir")
+    info = lu_reproduce.run(runner, Path(data_dir), quick=quick, report_only=report_only,
+                            log=runner.log, progress_for=progress)
+    done = runner.report_rows()
+    if not done:
+        raise NumbaconcError("no row could be run (see the messages above)")
+    return lu_reproduce.write_lu_report(done, out, command=command, versions=versions(),
+                                        wall_seconds=time.perf_counter() - started, info=info)
 
 
 def _pictures(runner: Runner, name: str, ds, out: Path) -> list:

@@ -49,13 +49,65 @@ class Knn:
 
 
 def fit_balls_ref(X, alpha, eps, T, delta=0.0):
-    """Returns (centers idx, radii_sq, gains, covered, expanded)."""
+    """Returns (centers idx, radii_sq, gains, covered, expanded): the l2
+    greedy without a constraint (fit_greedy_lu_ref below)."""
+    return fit_greedy_lu_ref(X, alpha, eps, T, delta)[:5]
+
+
+def coverage_ref(X, centers, radii_sq, margin):
+    D2 = sq_distances(X, centers)
+    r2 = np.asarray(radii_sq, dtype=np.float64)[None, :]
+    return (D2 <= r2).any(axis=1), (D2 <= grown(r2, margin)).any(axis=1)
+
+
+def linf_distances(A, B):
+    """(len(A), len(B)) float64 l-inf distances."""
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    return np.abs(A[:, None, :] - B[None, :, :]).max(axis=2)
+
+
+def keys(A, B, metric):
+    return linf_distances(A, B) if metric == "linf" else sq_distances(A, B)
+
+
+def grown_key(r, eps, metric):
+    return r + eps if metric == "linf" else grown(r, eps)
+
+
+def brute_knn_metric(X, k, metric):
+    D = keys(X, X, metric)
     n = len(X)
-    D2 = sq_distances(X, X)
+    order = np.lexsort((np.broadcast_to(np.arange(n), (n, n)), D), axis=1)[:, :k]
+    d = np.take_along_axis(D, order, axis=1)
+    return order.astype(np.int64), d if metric == "linf" else np.sqrt(d)
+
+
+class KnnMetric:
+    """Stand-in for numbaconc.knn.KnnResult under either metric."""
+
+    def __init__(self, X, k, metric):
+        self.indices, self.distances = brute_knn_metric(X, k, metric)
+        self.metric = metric
+        self.k = k
+        self.include_self = True
+
+
+def fit_greedy_lu_ref(X, alpha, eps, T, delta=0.0, metric="l2", lu=None, gamma=0.0):
+    """The greedy of fit_balls_ref under l2 or l-inf, skipping every (centre,
+    radius) whose newly covered points fail the LU constraint, in numbaconc's
+    integer form (weights floor(lu * 2**30), threshold ceil(gamma * 2**30):
+    python integers, no overflow); stops when no candidate is left.
+    Returns (centers, radii keys, gains, covered, expanded, stopped)."""
+    n = len(X)
+    D = keys(X, X, metric)
     N = math.ceil(alpha * n * (1 + delta) - 1e-9)
+    q = [0] * n if lu is None else [math.floor(v * 2**30) for v in np.asarray(lu, float)]
+    G = 0 if lu is None else math.ceil(gamma * 2**30)
     cov = np.zeros(n, bool)
     exp = np.zeros(n, bool)
     centers, radii, gains = [], [], []
+    stopped = False
     for t in range(T):
         if cov.sum() >= N:
             break
@@ -64,25 +116,26 @@ def fit_balls_ref(X, alpha, eps, T, delta=0.0):
         n_hi = need
         best = None
         for i in range(n):
-            du = np.sort(D2[i, ~cov])
-            de = np.sort(D2[i, ~exp])
+            du = np.sort(D[i, ~cov])
+            de = np.sort(D[i, ~exp])
             for m in range(n_lo, n_hi + 1):
-                r2 = du[m - 1]
-                C = np.searchsorted(du, r2, side="right")
-                E = np.searchsorted(de, grown(r2, eps), side="right")
-                key = (int(E) - int(C), i, r2)
+                r = du[m - 1]
+                if lu is not None:
+                    new = np.flatnonzero((D[i] <= r) & ~cov)
+                    if sum(q[j] for j in new) < G * len(new):
+                        continue
+                C = np.searchsorted(du, r, side="right")
+                E = np.searchsorted(de, grown_key(r, eps, metric), side="right")
+                key = (int(E) - int(C), i, r)
                 if best is None or key < best:
                     best = key
-        g, i, r2 = best
-        cov |= D2[i] <= r2
-        exp |= D2[i] <= grown(r2, eps)
+        if best is None:
+            stopped = True
+            break
+        g, i, r = best
+        cov |= D[i] <= r
+        exp |= D[i] <= grown_key(r, eps, metric)
         centers.append(i)
-        radii.append(r2)
+        radii.append(r)
         gains.append(g)
-    return np.array(centers), np.array(radii), gains, cov, exp
-
-
-def coverage_ref(X, centers, radii_sq, margin):
-    D2 = sq_distances(X, centers)
-    r2 = np.asarray(radii_sq, dtype=np.float64)[None, :]
-    return (D2 <= r2).any(axis=1), (D2 <= grown(r2, margin)).any(axis=1)
+    return np.array(centers, dtype=np.int64), np.array(radii), gains, cov, exp, stopped

@@ -251,7 +251,7 @@ def test_exact_gain_kernel_against_sorting(seed):
     for hint in (-1.0, unc[n_hi - 1]):
         prof = np.empty(40, dtype=np.int64)
         g, r2, top = kb._gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, hint,
-                                        np.empty(n), prof)
+                                        np.empty(n), prof, False, np.zeros(n, np.int64), 0)
         assert (g, r2) == best
         assert top == unc[n_hi - 1]
 

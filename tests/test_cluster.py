@@ -197,14 +197,19 @@ def test_principal_components_identical(client):
     assert np.array_equal(ref[0], got[0]) and np.array_equal(ref[1], got[1])
 
 
-@pytest.mark.parametrize("metric", ["linf", "l2"])
-def test_halfspace_search_identical(client, tmp_path, metric):
+@pytest.mark.parametrize("metric,gamma", [("linf", None), ("l2", None), ("linf", 0.3)])
+def test_halfspace_search_identical(client, tmp_path, metric, gamma):
+    from numbaconc.lu import lu_threshold, lu_weights
+
     x = _images(1500, 30, 11)
     path = _h5(tmp_path / "d.h5", x, _images(400, 30, 12))
     with datasets.open_dataset(path) as ds:
         X = ds.train.view(np.flatnonzero(np.arange(1500) % 5 != 0))
         X_select = ds.train.view(np.flatnonzero(np.arange(1500) % 5 == 0))
-        args = dict(metric=metric, n_components=12, X_select=X_select, batch=16)
+        # gamma: the label-uncertainty thresholds (numbaconc.lu) through the cluster units
+        lu = None if gamma is None else (
+            lu_weights(np.random.default_rng(5).random(len(X)) * 0.6, len(X)), lu_threshold(gamma))
+        args = dict(metric=metric, n_components=12, X_select=X_select, batch=16, lu=lu)
         ref = fit_halfspace_curve(X, 0.05, [2.0, 8.0], **args)
         with cluster.use(client):
             got = fit_halfspace_curve(X, 0.05, [2.0, 8.0], **args)
@@ -242,6 +247,25 @@ def test_balls_fit_identical(client, dtype, monkeypatch):
     assert ref.history == got.history
     # many candidates evaluated exactly, over several balls (so penalties too)
     assert [h["candidates_exact"] > 8 for h in ref.history[:5]] == [True] * 5
+    for key in ("center_index", "centers", "radii_sq", "covered", "expanded"):
+        assert np.array_equal(getattr(ref, key), getattr(got, key))
+
+
+@pytest.mark.parametrize("metric,gamma", [("linf", None), ("l2", 0.3), ("linf", 0.3)])
+def test_cubes_and_lu_balls_fit_identical(client, metric, gamma, monkeypatch):
+    """The cluster evaluator passes the cubes' l-inf keys and the LU weights
+    and threshold (numbaconc.lu) to the same gains kernel."""
+    from numbaconc import balls
+
+    x, _ = make_tiny_images(800, seed=21)
+    lu = None if gamma is None else np.random.default_rng(4).random(len(x)) * 0.6
+    monkeypatch.setattr(balls, "_FIRST_BATCH", 8)  # several batches per ball
+    args = dict(n_neighbors=12, metric=metric, lu=lu, gamma=gamma or 0.0)
+    ref = balls.fit_balls(x, 0.08, 30.0, 6, **args)
+    with cluster.use(client):
+        got = balls.fit_balls(x, 0.08, 30.0, 6, **args)
+    assert ref.history == got.history and ref.stopped == got.stopped
+    assert any(h["candidates_exact"] > 0 for h in ref.history)
     for key in ("center_index", "centers", "radii_sq", "covered", "expanded"):
         assert np.array_equal(getattr(ref, key), getattr(got, key))
 

@@ -1,4 +1,13 @@
-"""Numba kernels for the l2 union-of-balls greedy (METHOD.md section 4).
+"""Numba kernels for the union-of-balls greedy (METHOD.md section 4): l2
+balls, and l-inf balls ("cubes", the region of Zhang and Evans 2022).
+
+The ranking key of a pair is its squared distance under l2 and its distance
+under l-inf (``linf``); radii are keys, and "within r + eps" is
+``key <= grown_threshold(r_key, eps, linf)``. The label-uncertainty
+constraint (numbaconc.lu) enters as integer weights ``lw`` (quantised LU) and
+an integer threshold ``G``: a candidate radius counts only if its newly
+covered points have ``sum(lw) >= G * count`` (G = 0: no constraint, the same
+greedy exactly).
 
 Squared distances are carried as float64 everywhere. For uint8 data they are
 computed in integers and are exact (integers < 2**53), so every "<= r" test is
@@ -25,7 +34,9 @@ _INT32_SAFE_D = (2**31 - 1) // (255 * 255)  # int32 sums cannot overflow up to t
 
 
 @jit(inline="always")
-def grown_threshold(r2, eps):
+def grown_threshold(r2, eps, linf):
+    if linf:
+        return r2 + eps
     g = (np.sqrt(r2) + eps) ** 2
     return g if g > r2 else r2
 
@@ -57,20 +68,46 @@ def _sqdist_f(a, b):
     return acc
 
 
+@jit
+def _linf_u8(a, b):
+    """l-inf distance of two uint8 rows (widened before subtracting)."""
+    acc = np.int32(0)
+    for k in range(a.shape[0]):
+        t = abs(np.int32(a[k]) - np.int32(b[k]))
+        if t > acc:
+            acc = t
+    return np.float64(acc)
+
+
+@jit(fastmath=False)
+def _linf_f(a, b):
+    acc = 0.0
+    for k in range(a.shape[0]):
+        t = abs(np.float64(a[k]) - np.float64(b[k]))
+        if t > acc:
+            acc = t
+    return acc
+
+
 @jit(inline="always")
-def _sqdist(a, b, integer):
+def _sqdist(a, b, integer, linf):
+    """The ranking key: squared l2 distance, or the l-inf distance (``linf``)."""
+    if linf:
+        if integer:
+            return _linf_u8(a, b)
+        return _linf_f(a, b)
     if integer:
         return _sqdist_u8(a, b)
     return _sqdist_f(a, b)
 
 
 @jit_parallel
-def prepare_lists(X, idx, dist, d2, lim, recompute, integer, rel_slack):
+def prepare_lists(X, idx, dist, d2, lim, recompute, integer, rel_slack, linf):
     """Exact squared distances along each neighbour list, rows sorted by
     (d2, index), and ``lim[i]``: every point with d2 < lim[i] is in row i.
 
     ``recompute``: compute d2 from X (else, uint8 data only, d2 = rint(dist**2)
-    from exact neighbour distances). ``idx`` (n, K) is sorted in place with
+    from exact neighbour distances; l-inf: rint(dist)). ``idx`` (n, K) is sorted in place with
     ``d2`` (insertion sort: O(K) when already sorted). A list with K == n holds
     every point (lim = inf); otherwise lim = the last d2, times 1 - rel_slack
     for float data (the lists' own distances may differ from ours by rounding).
@@ -80,7 +117,10 @@ def prepare_lists(X, idx, dist, d2, lim, recompute, integer, rel_slack):
         if recompute:
             xi = X[i]
             for p in range(K):
-                d2[i, p] = _sqdist(xi, X[idx[i, p]], integer)
+                d2[i, p] = _sqdist(xi, X[idx[i, p]], integer, linf)
+        elif linf:
+            for p in range(K):
+                d2[i, p] = np.rint(dist[i, p])
         else:
             for p in range(K):
                 d2[i, p] = np.rint(dist[i, p] * dist[i, p])
@@ -114,15 +154,15 @@ def unsorted_rows(idx, d2):
 
 
 @jit
-def list_sqdist(X, rows, idx, integer, out):
-    """out[s, p] = exact d2 between X[rows[s]] and X[idx[s, p]] (spot checks)."""
+def list_sqdist(X, rows, idx, integer, linf, out):
+    """out[s, p] = exact key between X[rows[s]] and X[idx[s, p]] (spot checks)."""
     for s in range(rows.shape[0]):
         for p in range(idx.shape[1]):
-            out[s, p] = _sqdist(X[rows[s]], X[idx[s, p]], integer)
+            out[s, p] = _sqdist(X[rows[s]], X[idx[s, p]], integer, linf)
 
 
 @jit_parallel
-def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
+def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total, linf, lw, G,
               best_gain, best_r2, lower, list_top):
     """One greedy step over every candidate centre, from its neighbour list.
 
@@ -136,6 +176,8 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
     exactly (BIG if none). An r_m beyond the list gets the bound -x_total
     (gain = new expanded in the shell - expanded-but-uncovered inside r).
     ``list_top[i]``: r_{n_hi}**2 when the list holds it exactly, else -1.
+    A radius inside the list whose newly covered points fail the LU
+    constraint (sum lw < G * count, known exactly there) is no candidate.
     """
     n, K = idx.shape
     for i in prange(n):
@@ -145,6 +187,7 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
         lim_i = lim[i]
         list_top[i] = -1.0
         uncov = 0
+        lsum = np.int64(0)
         not_exp = 0
         q = 0
         p = 0
@@ -154,8 +197,10 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
             end = p
             before = uncov
             while end < K and d2[i, end] == r2:
-                if not covered[idx[i, end]]:
+                j = idx[i, end]
+                if not covered[j]:
                     uncov += 1
+                    lsum += lw[j]
                 end += 1
             if uncov > before and uncov >= n_lo and before < n_hi:
                 if not r2 < lim_i:
@@ -164,13 +209,15 @@ def list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, x_total,
                         lb = -x_total
                     reached = True
                     break
-                g = grown_threshold(r2, eps)
+                g = grown_threshold(r2, eps, linf)
                 while q < K and d2[i, q] <= g:
                     if not expanded[idx[i, q]]:
                         not_exp += 1
                     q += 1
                 gain = np.int64(not_exp) - np.int64(uncov)
-                if g < lim_i:
+                if lsum < G * np.int64(uncov):
+                    pass  # fails the LU constraint: no candidate
+                elif g < lim_i:
                     if gain < bg:
                         bg = gain
                         br2 = r2
@@ -235,7 +282,8 @@ def _cell(v, lo, inv_w, n_cells):
 
 
 @jit
-def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, prof):
+def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, prof,
+                    linf, lw, G_lu):
     """Best (gain, r2) of one candidate from its d2 to all n points (``drow``).
 
     Also fills ``prof[b]`` = min gain over the radii r_m with m in [2**b, n_hi]
@@ -248,6 +296,12 @@ def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, p
     first grown threshold it does not exceed (a lookup table over the
     thresholds' range, then a short exact scan), and the counts per radius
     are prefix sums of those bins. O(n + n_hi log n_hi) per candidate.
+
+    With the LU constraint (G > 0) the best is taken over the radii whose
+    newly covered points have sum(lw) >= G * count (each uncovered point's
+    weight goes to the bin of its own radius: O(n log n_hi) more); the
+    profile stays unconstrained (a lower bound either way). No feasible
+    radius: (BIG, inf).
     """
     cu = 0
     if top_hint >= 0.0:
@@ -286,8 +340,25 @@ def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, p
             p += 1
         R[n_r] = r2
         P[n_r] = p
-        G[n_r] = grown_threshold(r2, eps)
+        G[n_r] = grown_threshold(r2, eps, linf)
         n_r += 1
+    # L[k] = sum of lw over the uncovered points within R[k] (LU constraint)
+    L = np.zeros(n_r if G_lu > 0 else 0, dtype=np.int64)
+    if G_lu > 0:
+        for j in range(drow.shape[0]):
+            v = drow[j]
+            if v <= R[n_r - 1] and not covered[j]:
+                lo_k = 0  # first k with R[k] >= v (v is one of the radii)
+                hi_k = n_r - 1
+                while lo_k < hi_k:
+                    mid = (lo_k + hi_k) >> 1
+                    if R[mid] < v:
+                        lo_k = mid + 1
+                    else:
+                        hi_k = mid
+                L[lo_k] += lw[j]
+        for k in range(1, n_r):
+            L[k] += L[k - 1]
     # hist[k] = not-expanded points with G[k-1] < d2 <= G[k]
     lo = G[0]
     hi = G[n_r - 1]
@@ -316,7 +387,8 @@ def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, p
         q += hist[k]
         p = P[k]
         gain = np.int64(q) - p
-        if p >= n_lo and gain < bg:  # this radius is r_m for some m in [n_lo, n_hi]
+        feasible = G_lu == 0 or L[k] >= G_lu * p
+        if p >= n_lo and gain < bg and feasible:  # r_m for some m in [n_lo, n_hi]
             bg = gain
             br2 = R[k]
         b = 0
@@ -328,23 +400,23 @@ def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, p
 
 
 @jit_parallel
-def fill_rows(X, rows, integer, D2):
-    """D2[s, j] = d2(X[rows[s]], X[j]) by the direct kernel (float data)."""
+def fill_rows(X, rows, integer, linf, D2):
+    """D2[s, j] = key(X[rows[s]], X[j]) by the direct kernel (float data, l-inf)."""
     n = X.shape[0]
     for s in prange(rows.shape[0]):
         xi = X[rows[s]]
         for j in range(n):
-            D2[s, j] = _sqdist(xi, X[j], integer)
+            D2[s, j] = _sqdist(xi, X[j], integer, linf)
 
 
 @jit_parallel
 def gains_from_rows(D2, n_rows, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u,
-                    out_gain, out_r2, out_top, out_prof):
+                    linf, lw, G_lu, out_gain, out_r2, out_top, out_prof):
     """Exact best (gain, r2), r_{n_hi}**2 and gain profile of each candidate
     whose exact d2 to all n points is a row of D2 (rows of buf_* are scratch)."""
     for s in prange(n_rows):
         g, r2, top = _gains_from_row(D2[s], covered, expanded, n_lo, n_hi, eps,
-                                     top_hint[s], buf_u[s], out_prof[s])
+                                     top_hint[s], buf_u[s], out_prof[s], linf, lw, G_lu)
         out_gain[s] = g
         out_r2[s] = r2
         out_top[s] = top
@@ -378,15 +450,15 @@ def add_products(acc, G, sq_rows, sq_all, first, last):
 
 
 @jit
-def mark_ball(X, center, r2, eps, integer, covered, expanded):
+def mark_ball(X, center, r2, eps, integer, linf, covered, expanded):
     """Mark points with d2 <= r2 covered and d2 <= grown(r2) expanded.
 
     Returns how many points not covered before lie strictly inside (d2 < r2).
     """
-    g = grown_threshold(r2, eps)
+    g = grown_threshold(r2, eps, linf)
     strictly = 0
     for j in range(X.shape[0]):
-        v = _sqdist(center, X[j], integer)
+        v = _sqdist(center, X[j], integer, linf)
         if v < r2 and not covered[j]:
             strictly += 1
         if v <= r2:
@@ -397,17 +469,18 @@ def mark_ball(X, center, r2, eps, integer, covered, expanded):
 
 
 @jit
-def coverage(X, centers, radii_sq, margin, integer, inside, inside_grown):
-    """Per row of X: inside some ball / inside some ball grown by margin."""
+def coverage(X, centers, radii_sq, margin, integer, linf, inside, inside_grown):
+    """Per row of X: inside some ball / inside some ball grown by margin
+    (``radii_sq``: the radii's keys, squared under l2)."""
     n_balls = centers.shape[0]
     for j in range(X.shape[0]):
         a = False
         b = False
         for t in range(n_balls):
-            v = _sqdist(centers[t], X[j], integer)
+            v = _sqdist(centers[t], X[j], integer, linf)
             if v <= radii_sq[t]:
                 a = True
-            if v <= grown_threshold(radii_sq[t], margin):
+            if v <= grown_threshold(radii_sq[t], margin, linf):
                 b = True
                 if a:
                     break

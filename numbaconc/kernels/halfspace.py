@@ -206,3 +206,41 @@ def count_coverage(p, b, shift, inside, inside_eps):
     for i in prange(p.shape[0]):
         inside[i] = p[i] >= b
         inside_eps[i] = p[i] >= thr
+
+
+@jit_parallel
+def lu_thresholds(P, k, lw, G, b_hi, b_lo):
+    """Per row p of P, the thresholds of the label-uncertainty search
+    (numbaconc.lu): b_hi = the largest value b with #{p >= b} >= k whose
+    region {p >= b} has sum(lw) >= G * count (ties kept whole), +inf if none;
+    b_lo likewise for the low side {p <= b} (-inf if none)."""
+    n_rows, n = P.shape
+    for r in prange(n_rows):
+        row = P[r]
+        order = np.argsort(row, kind="mergesort")
+        b_hi[r] = np.inf
+        b_lo[r] = -np.inf
+        count = 0
+        total = np.int64(0)
+        pos = n - 1
+        while pos >= 0:  # descending: tie groups of equal value
+            v = row[order[pos]]
+            while pos >= 0 and row[order[pos]] == v:
+                total += lw[order[pos]]
+                count += 1
+                pos -= 1
+            if count >= k and total >= G * np.int64(count):
+                b_hi[r] = v
+                break
+        count = 0
+        total = np.int64(0)
+        pos = 0
+        while pos < n:  # ascending
+            v = row[order[pos]]
+            while pos < n and row[order[pos]] == v:
+                total += lw[order[pos]]
+                count += 1
+                pos += 1
+            if count >= k and total >= G * np.int64(count):
+                b_lo[r] = v
+                break
