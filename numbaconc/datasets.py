@@ -412,10 +412,6 @@ class Split:
             return self.x
         return np.ascontiguousarray(self.x[...])
 
-    def take(self, index) -> np.ndarray:
-        """``x[index]`` (any order, repeats allowed), read through a ``RowView``."""
-        return self.view().take(index)
-
     def view(self, rows=None) -> "RowView":
         """The rows ``rows`` (any index array; None = all) as a ``RowView``:
         nothing is read until a block is asked for."""

@@ -453,7 +453,6 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
     all_pairs = queries is None
     if all_pairs:
         m = n
-        exclude_self = not include_self
         available = n if include_self else n - 1
     else:
         m, dq, qdtype = check_matrix(queries, name="queries")
@@ -461,7 +460,6 @@ def knn(base, k: int, *, metric: str, queries=None, include_self: bool = True,
             raise NumbaconcError(f"queries: {dq} features but base has {d}")
         if qdtype != dtype:
             raise NumbaconcError(f"queries: dtype {qdtype} but base is {dtype}")
-        exclude_self = False
         available = n
     k = check_int(k, "k", low=1)
     if k > available:

@@ -163,7 +163,7 @@ def test_cifar10h_import_on_the_real_files(shared_data, tmp_path):
 
         with h5py.File(view) as f:
             rows = f["train/source_rows"][()]
-        np.testing.assert_array_equal(ds.train.take(np.arange(3)), x_test[rows[:3]])
+        np.testing.assert_array_equal(ds.train.view().take(np.arange(3)), x_test[rows[:3]])
         np.testing.assert_array_equal(w.train, lu[rows])
         assert len(w.test) == 5000
         assert np.isclose(np.concatenate([w.train, w.test]).sum(), lu.sum())
