@@ -32,6 +32,8 @@ def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric
     (``centers``, e.g. ``KMeansResult.centers``; by default the mean of the
     cluster's rows) and the half-width in coordinate t is the max over the
     cluster of ``|float64(x[t]) - c[t]|``.
+    One pass over the rows gives each cluster's coordinate min and max (and
+    the sums, for the mean): the half-widths follow from them.
     shape="tight": per coordinate [min, max] of the cluster, stored as centre
     (lo + hi) / 2 and half-width (hi - lo) / 2 (exact half-integers for uint8
     data); the half-width is computed as the max of |x - c| over the members,
@@ -55,50 +57,45 @@ def boxes_from_clusters(X, labels, n_clusters, *, centers=None, shape="symmetric
         raise NumbaconcError(f"labels must be < n_clusters={T}, got {labels.max()}")
     block_rows = _block_rows(X, block_rows)
 
-    def chunked(kernel_out_shape):
-        return np.empty((-(-min(block_rows, n) // _CHUNK_ROWS), *kernel_out_shape))
-
-    if shape == "tight":
-        lo_all = np.full((T, d), np.inf)
-        hi_all = np.full((T, d), -np.inf)
-        lo = chunked((T, d))
-        hi = chunked((T, d))
-        for a, block in _blocks(X, block_rows):
-            nch = -(-block.shape[0] // _CHUNK_ROWS)
-            _b.cluster_minmax(block, labels[a:a + block.shape[0]], _CHUNK_ROWS, lo, hi)
-            np.minimum(lo_all, lo[:nch].min(axis=0), out=lo_all)
-            np.maximum(hi_all, hi[:nch].max(axis=0), out=hi_all)
-        with np.errstate(invalid="ignore"):  # empty clusters: inf + -inf
-            box_centers = (lo_all + hi_all) / 2.0
-    elif centers is not None:
-        box_centers = _check_float_matrix(centers, (T, d), "centers")
-    else:
+    nch_max = -(-min(block_rows, n) // _CHUNK_ROWS)
+    mean_centres = shape == "symmetric" and centers is None
+    lo_all = np.full((T, d), np.inf)
+    hi_all = np.full((T, d), -np.inf)
+    lo = np.empty((nch_max, T, d))
+    hi = np.empty((nch_max, T, d))
+    if mean_centres:
         int_data = np.dtype(X.dtype) == np.uint8
         sums_all = np.zeros((T, d), np.int64 if int_data else np.float64)
         counts_all = np.zeros(T, np.int64)
-        nch_max = -(-min(block_rows, n) // _CHUNK_ROWS)
         sums = np.empty((nch_max, T, d), sums_all.dtype)
         counts = np.empty((nch_max, T), np.int64)
         q = np.empty((nch_max, T))
-        for a, block in _blocks(X, block_rows):
-            m = block.shape[0]
-            nch = -(-m // _CHUNK_ROWS)
+    for a, block in _blocks(X, block_rows):  # one read of X for every shape
+        m = block.shape[0]
+        nch = -(-m // _CHUNK_ROWS)
+        _b.cluster_minmax(block, labels[a:a + m], _CHUNK_ROWS, lo, hi)
+        np.minimum(lo_all, lo[:nch].min(axis=0), out=lo_all)
+        np.maximum(hi_all, hi[:nch].max(axis=0), out=hi_all)
+        if mean_centres:
             _k.cluster_sums(block, labels[a:a + m], np.zeros(m), _CHUNK_ROWS, sums, counts, q)
             for c in range(nch):  # fixed merge order
                 sums_all += sums[c]
                 counts_all += counts[c]
+    full = np.bincount(labels[labels >= 0], minlength=T) > 0
+    if shape == "tight":
         box_centers = np.zeros((T, d))
-        full = counts_all > 0
+        box_centers[full] = (lo_all[full] + hi_all[full]) / 2.0
+    elif centers is not None:
+        box_centers = _check_float_matrix(centers, (T, d), "centers")
+    else:
+        box_centers = np.zeros((T, d))
         box_centers[full] = sums_all[full] / counts_all[full, None]
-    empty = ~np.isfinite(box_centers).all(axis=1)
-    box_centers[empty] = 0.0
-
+    # max over members of |x - c| is reached at a coordinate's min or max
+    # member: float subtraction is monotone, so this is bit for bit the max of
+    # |float64(x[t]) - c[t]| over the members
     widths = np.full((T, d), -1.0)
-    dev = chunked((T, d))
-    for a, block in _blocks(X, block_rows):
-        nch = -(-block.shape[0] // _CHUNK_ROWS)
-        _b.cluster_maxdev(block, labels[a:a + block.shape[0]], box_centers, _CHUNK_ROWS, dev)
-        np.maximum(widths, dev[:nch].max(axis=0), out=widths)
+    c = box_centers[full]
+    widths[full] = np.maximum(hi_all[full] - c, c - lo_all[full])
     return box_centers, widths
 
 

@@ -2,6 +2,7 @@
 read or write the user's ~/.cache/numbaconc."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 _CACHE = tempfile.mkdtemp(prefix="numbaconc-test-cache-")
 os.environ["NUMBACONC_CACHE"] = _CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Each run's cache holds neighbour lists of a few hundred MB; leaving them
+    # behind filled /tmp with 9 GB over a day of runs.
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -37,27 +37,6 @@ def cluster_minmax(X, labels, chunk_rows, lo, hi):
 
 
 @jit_parallel
-def cluster_maxdev(X, labels, centers, chunk_rows, out):
-    """Chunk-local per-cluster max_t-wise |float64(x[t]) - c[t]| (label >= 0).
-
-    ``out[ch]`` (n_clusters, d) is reset to -1 (so an empty cluster stays -1).
-    """
-    n, d = X.shape
-    n_chunks = (n + chunk_rows - 1) // chunk_rows
-    for ch in prange(n_chunks):
-        out_c = out[ch]
-        out_c[:] = -1.0
-        for i in range(ch * chunk_rows, min(n, (ch + 1) * chunk_rows)):
-            lab = labels[i]
-            if lab < 0:
-                continue
-            row = out_c[lab]
-            c = centers[lab]
-            for t in range(d):
-                row[t] = max(row[t], abs(np.float64(X[i, t]) - c[t]))
-
-
-@jit_parallel
 def box_coverage(X, centers, widths, below, above, empty_box, margin, inside, inside_grown):
     """inside[i]: some box j has c[j,t] - x[i,t] <= below[j,t] and
     x[i,t] - c[j,t] <= above[j,t] for all t; inside_grown[i]: some box j has

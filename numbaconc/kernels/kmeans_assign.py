@@ -81,16 +81,29 @@ def _relabel(x, i, old, lab, xq, labels, track, dsums_c, dcounts_c, dq_c):
 
 
 @jit
-def _chunk_scratch(T, n_rows, track, dsums_c, dcounts_c, dq_c):
-    """One chunk's start: its sum buffers zeroed (when ``track``), and the
-    per-row scratch (score, bound: float64 per centre; every: 0 .. T-1, the
-    candidates of a row scored against every centre; rows: the rows left to
-    the blocked step)."""
+def _chunk_start(ch, chunk_rows, n, T, track, dsums, dcounts, dq):
+    """Chunk ``ch``'s rows [a, b), its rows of the sum buffers (zeroed when
+    ``track``), and the per-row scratch (score, bound: float64 per centre;
+    every: 0 .. T-1, the candidates of a row scored against every centre;
+    rows: the rows left to the blocked step)."""
+    a = ch * chunk_rows
+    b = min(n, a + chunk_rows)
+    dsums_c = dsums[ch]
+    dcounts_c = dcounts[ch]
+    dq_c = dq[ch]
     if track:
         dsums_c[:] = 0
         dcounts_c[:] = 0
         dq_c[:] = 0.0
-    return np.empty(T), np.empty(T), np.arange(T), np.empty(n_rows, np.int64)
+    return (a, b, dsums_c, dcounts_c, dq_c, np.empty(T), np.empty(T), np.arange(T),
+            np.empty(b - a, np.int64))
+
+
+@jit
+def _store_stats(stats, ch, changed, refined, n_scores):
+    stats[ch, 0] = changed
+    stats[ch, 1] = refined
+    stats[ch, 2] = n_scores
 
 
 def _make_assign_dense(l1):
@@ -188,17 +201,11 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
         maxage[st] = mx
     n_chunks = (n + chunk_rows - 1) // chunk_rows
     for ch in prange(n_chunks):
-        a = ch * chunk_rows
-        b = min(n, a + chunk_rows)
-        dsums_c = dsums[ch]
-        dcounts_c = dcounts[ch]
-        dq_c = dq[ch]
-        score, bound, every, rows = _chunk_scratch(T, b - a, track, dsums_c, dcounts_c, dq_c)
+        a, b, dsums_c, dcounts_c, dq_c, score, bound, every, rows = _chunk_start(
+            ch, chunk_rows, n, T, track, dsums, dcounts, dq)
         ids = np.empty(T + 1, np.int64)  # [assigned centre, open centres...]
         dots = np.empty(T + 1, np.float32)
-        changed = 0
-        refined = 0
-        n_scores = 0
+        changed = refined = n_scores = 0
         # Rows never assigned, and rows with many undecided centres, are
         # collected in ``rows`` and scored against every centre at the end
         # with the blocked kernel; the others are decided here.
@@ -296,12 +303,7 @@ def lloyd_assign_l2(X, C, C32, cnorm2, xnorm2, tol32, tol64, cum, it, half_sep, 
                                                 tol64, it, labels, upper, lower, lmin, stamp,
                                                 upper, track, dsums_c, dcounts_c, dq_c, score,
                                                 bound, every)
-        changed += d_changed
-        refined += d_refined
-        n_scores += m * T
-        stats[ch, 0] = changed
-        stats[ch, 1] = refined
-        stats[ch, 2] = n_scores
+        _store_stats(stats, ch, changed + d_changed, refined + d_refined, n_scores + m * T)
 
 
 @jit_parallel
@@ -317,27 +319,19 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
     for j in range(T):
         cmax1 = max(cmax1, cnorm1[j])
     n_chunks = (n + chunk_rows - 1) // chunk_rows
+    no_q = np.zeros((n_chunks, T))  # l1 keeps no sums of |x|^2
     for ch in prange(n_chunks):
-        a = ch * chunk_rows
-        b = min(n, a + chunk_rows)
-        dsums_c = dsums[ch]
-        dcounts_c = dcounts[ch]
-        dummy_q = np.zeros(T)
-        score, bound, every, rows = _chunk_scratch(T, b - a, track, dsums_c, dcounts_c, dummy_q)
+        a, b, dsums_c, dcounts_c, dummy_q, score, bound, every, rows = _chunk_start(
+            ch, chunk_rows, n, T, track, dsums, dcounts, no_q)
         ids = np.empty(T, np.int64)
         dists32 = np.empty(T, np.float32)
-        changed = 0
-        refined = 0
-        n_scores = 0
-        # rows never assigned and rows with many undecided centres are scored
-        # against every centre at the end with the blocked kernel
-        m = 0
-        for i in range(a, b):
-            old = labels[i]
-            if old < 0:
+        changed = refined = n_scores = m = 0
+        for i in range(a, b):  # rows[:m]: left to the blocked kernel, as in l2
+            if labels[i] < 0:
                 rows[m] = i
                 m += 1
                 continue
+            old = labels[i]
             x = X[i]
             margin = 2.0 * tol64 * (xnorm1[i] + cmax1)
             lrow = lower[i]
@@ -383,9 +377,4 @@ def lloyd_assign_l1(X, C, C32, cnorm1, xnorm1, tol32, tol64, move, half_sep, chu
                                                 tol64, 0, labels, upper, lower, upper, labels,
                                                 dist, track, dsums_c, dcounts_c, dummy_q, score,
                                                 bound, every)
-        changed += d_changed
-        refined += d_refined
-        n_scores += m * T
-        stats[ch, 0] = changed
-        stats[ch, 1] = refined
-        stats[ch, 2] = n_scores
+        _store_stats(stats, ch, changed + d_changed, refined + d_refined, n_scores + m * T)
