@@ -12,9 +12,10 @@
 # version. Each run imports its own version (PYTHONPATH) and has its own Numba
 # cache; the first run of each version compiles, the scripts exclude that.
 # Examples (the lead's A/B for issue 13):
-#   OPENBLAS_CORETYPE=SkylakeX bash bench/ab.sh 88acd65 kernels 2 bench_knn.py --repeats 3
-#   OPENBLAS_CORETYPE=SkylakeX bash bench/ab.sh 88acd65 kernels 2 bench_kmeans.py --repeats 5
-# Environment: PYTHON (default: python), AB_WORK (default: /tmp/numbaconc-ab),
+#   bash bench/ab.sh 88acd65 kernels 2 bench_knn.py --repeats 3
+#   bash bench/ab.sh 88acd65 kernels 2 bench_kmeans.py --repeats 5
+# Environment: PYTHON (default: python; the benchmarks' peers, e.g. faiss-cpu,
+# must be importable by it), AB_WORK (default: /tmp/numbaconc-ab),
 # AB_PATTERN (grep -E pattern of the lines to show; default: per script).
 set -euo pipefail
 [ $# -ge 4 ] || { sed -n '2,20p' "$0"; exit 2; }
@@ -34,6 +35,9 @@ checkout() {  # a folder as it is, or a revision exported once
   if [ ! -d "$dir" ]; then
     mkdir -p "$dir.tmp" && git -C "$repo" archive "$rev" | tar -x -C "$dir.tmp" && mv "$dir.tmp" "$dir"
   fi
+  # the installed names of data/ and cli/ (pyproject's package-dir), for PYTHONPATH
+  [ -e "$dir/numbaconc_data" ] || ln -s data "$dir/numbaconc_data"
+  [ -e "$dir/numbaconc_cli" ] || ln -s cli "$dir/numbaconc_cli"
   echo "$dir"
 }
 

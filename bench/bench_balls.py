@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+from _blas import set_coretype  # noqa: E402 (bench/ is on sys.path)
+
+set_coretype()  # before numpy / faiss load OpenBLAS
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import os
 
-# OPENBLAS_CORETYPE is left to the caller: SkylakeX needs AVX-512, which this
-# session's VM lacks (numpy dies with an illegal instruction there).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # see bench_knn.py
-CORETYPE = os.environ.get("OPENBLAS_CORETYPE")  # before bench_knn's import sets a default
+CORETYPE = os.environ.get("OPENBLAS_CORETYPE")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark: numbaconc k-means (l2) and box coverage on MNIST, against peers.
 
-    OPENBLAS_CORETYPE=SkylakeX python bench/bench_kmeans.py [--repeats 5] [--out bench/RESULTS-kmeans.md]
+    python bench/bench_kmeans.py [--repeats 5] [--out bench/RESULTS-kmeans.md]
 
 k-means: all 60000 x 784 MNIST training rows, T = 10 and 40, the same initial
 centres (rows drawn with default_rng(0)), 30 Lloyd iterations, 2 threads each:
@@ -29,7 +29,9 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+from _blas import set_coretype  # noqa: E402 (bench/ is on sys.path)
+
+set_coretype()  # before numpy / faiss load OpenBLAS
 
 import numpy as np  # noqa: E402
 
@@ -180,7 +182,7 @@ def main():
         f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, faiss-cpu {faiss.__version__}",
         f"- threads: {N_THREADS} for every method (numba.set_num_threads, threadpoolctl, "
         f"faiss.omp_set_num_threads); OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}",
-        f"- command: `OPENBLAS_CORETYPE=SkylakeX {' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
+        f"- command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`",
         f"- repeats: {args.repeats} (after one warm-up each), methods interleaved",
         f"- load before: `{load_before}`",
         f"- load after: `{load_after}`",

@@ -7,14 +7,16 @@ too slow for all pairs run on a query subset and are extrapolated linearly
 same distance multiset per row) before any time is recorded. JIT compile time
 is excluded (warm-up on a small input). Writes a markdown report.
 
-    OPENBLAS_CORETYPE=SkylakeX python bench/bench_knn.py --out bench/RESULTS-knn.md
+    python bench/bench_knn.py --out bench/RESULTS-knn.md
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")  # before numpy/faiss load OpenBLAS
+from _blas import set_coretype  # noqa: E402 (bench/ is on sys.path)
+
+set_coretype()  # before numpy / faiss load OpenBLAS
 # OpenMP threads (numba and faiss) sleep instead of spinning while they wait:
 # on a shared, loaded machine spinning threads steal the core their partner
 # needs (measured: 51 s -> 23 s for numbaconc l1 at load 3-4).
@@ -187,7 +189,7 @@ def main():
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
         f"- Load before: `{load_before}`",
         f"- Load after: `{load_after}`",
-        f"- Command: `OPENBLAS_CORETYPE=SkylakeX python {' '.join(sys.argv)}`",
+        f"- Command: `python {' '.join(sys.argv)}`",
         f"- numbaconc: JIT warm-up excluded; median of {args.repeats} all-pairs runs (spread = min-max).",
         "  Peers: one run each; on a query subset where noted, time scaled by n / n_queries.",
         "  Every peer result was checked against ours before timing was recorded (same sorted",
