@@ -8,7 +8,7 @@ Prints markdown blocks to paste into bench/RESULTS-balls.md. Steps:
 1. correctness: fit_balls against the brute-force reference (tests/reference_balls.py)
    on a real subset, before anything is timed;
 2. warm-up (JIT compile) on a small subset, excluded from the timings;
-3. the neighbour step (numbaconc.knn.knn, exact l2 lists) timed once, then
+3. the neighbour step (numbaconc.neighbours.knn, exact l2 lists) timed once, then
    fit_balls for each epsilon on the same lists, and ball_coverage on the test set.
 The "brute" mode times the 2019 approach (every candidate against all n points,
 per ball) in plain numpy on a subset, checks it gives the same first ball as
@@ -98,7 +98,7 @@ def check_subset(X, alpha, eps_storage, T, delta, n_sub=1500, k=None):
 
 
 def run_dataset(name, k, eps_list=None):
-    from numbaconc.knn import knn
+    from numbaconc.neighbours import knn
 
     alpha, T, delta, eps_all = SETTINGS[name]
     eps_list = eps_list or eps_all
@@ -183,7 +183,7 @@ def run_brute(n_sub):
         t0 = time.perf_counter()
         g, i, r2 = brute_first_ball(Xs, alpha, e, T, delta)
         t_b = time.perf_counter() - t0
-        from numbaconc.knn import knn
+        from numbaconc.neighbours import knn
 
         nb = knn(Xs, 2 * math.ceil(alpha * n_sub), metric="l2")
         fit_balls(Xs, alpha, e, 1, delta=delta, neighbors=nb)  # warm

@@ -2,7 +2,7 @@
 
 - MNIST, all 60,000 training points, 10 classes, l2, eps = 2.0, 2.5, 3.0, 3.5,
   4.0 in one run: range-search time (one pass for the whole grid) against the
-  l2 kNN time of ``numbaconc.knn.knn`` on the same data (k = ``--knn-k``; the
+  l2 kNN time of ``numbaconc.neighbours.knn`` on the same data (k = ``--knn-k``; the
   k that would cover every conflict pair, max degree + 1, is printed per eps),
   and per eps the edges, the bound and the matching time (Numba Hopcroft-Karp
   warm-started from the previous eps, and cold).
@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_knn import cpu_model, uptime  # noqa: E402
 
 from numbaconc import datasets  # noqa: E402
-from numbaconc.bound import conflict_edges, solve_degree2  # noqa: E402
+from numbaconc.optimal_loss import conflict_edges, solve_degree2  # noqa: E402
 from numbaconc.budget import get_budget, peak_rss  # noqa: E402
-from numbaconc.knn import knn  # noqa: E402
-from numbaconc.measure import versions  # noqa: E402
+from numbaconc.neighbours import knn  # noqa: E402
+from numbaconc.concentration import versions  # noqa: E402
 
 MNIST_L2 = [2.0, 2.5, 3.0, 3.5, 4.0]
 CIFAR_L2 = [0.5, 1.0, 2.0, 3.0, 4.0]
@@ -97,7 +97,7 @@ def run(name, X, y, metric, eps, scale, args, report, knn_time=None):
                   f"({len(edges.u):,} edges at the largest eps, {9 * len(edges.u) / 2**20:.0f} MiB "
                   f"as an edge list)")
     if knn_time is not None:
-        report.append(f"- l2 kNN of the same points (numbaconc.knn.knn, k = {args.knn_k}): "
+        report.append(f"- l2 kNN of the same points (numbaconc.neighbours.knn, k = {args.knn_k}): "
                       f"{knn_time:.1f} s; range search / kNN = {t_range / knn_time:.2f}")
     report.append("")
     report.append("| eps | edges | lower bound | max degree (a kNN covering the pairs needs k = this + 1) "

@@ -46,7 +46,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from numbaconc import __version__, cluster, datasets
 from numbaconc.balls import fit_balls
 from numbaconc.halfspace import fit_halfspace_curve
-from numbaconc.knn import cached_knn, knn
+from numbaconc.neighbours import cached_knn, knn
 from numbaconc.regions import halfspace_region
 
 BIG_N, BIG_D = 1_281_167, 3072          # ImageNet-32 train

@@ -1,6 +1,6 @@
 """Benchmark: exact all-pairs kNN on real MNIST train (60000 x 784 uint8).
 
-numbaconc.knn against faiss-cpu (IndexFlat L1 / Linf, IndexFlatL2) and
+numbaconc.neighbours against faiss-cpu (IndexFlat L1 / Linf, IndexFlatL2) and
 scikit-learn NearestNeighbors(algorithm="brute"), same thread count. Peers
 too slow for all pairs run on a query subset and are extrapolated linearly
 (marked in the table). Results are checked tie-aware (same k-th distance and
@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from numbaconc import __version__ as nc_version  # noqa: E402
 from numbaconc.datasets import read_idx  # noqa: E402
-from numbaconc.knn import knn  # noqa: E402
+from numbaconc.neighbours import knn  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 SK_METRIC = {"l1": "manhattan", "l2": "euclidean", "linf": "chebyshev"}
@@ -175,7 +175,7 @@ def main():
     load_after = uptime()
 
     lines = [
-        "# Exact kNN benchmark: numbaconc.knn vs faiss-cpu and scikit-learn",
+        "# Exact kNN benchmark: numbaconc.neighbours vs faiss-cpu and scikit-learn",
         "",
         f"Data: real MNIST train from `{DATA}`, first {n} rows x {d} uint8 (pixel levels), all pairs,",
         "self included (k counts the point itself, as the 2019 code does), exact.",

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PATHS = {
-    "knn-l1-u8": "from numbaconc.knn import knn\n"
+    "knn-l1-u8": "from numbaconc.neighbours import knn\n"
                  "X = np.random.default_rng(0).integers(0, 256, (300, 64), dtype=np.uint8)\n"
                  "knn(X, 5, metric='l1', include_self=False)",
     "kmeans-l1-u8": "from numbaconc.kmeans import kmeans\n"

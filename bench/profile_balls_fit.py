@@ -11,7 +11,7 @@ import argparse
 import time
 
 from numbaconc import balls, datasets
-from numbaconc.knn import cached_knn
+from numbaconc.neighbours import cached_knn
 
 
 def main():

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from numbaconc import api
-from numbaconc.bound import save_certificate
+from numbaconc.optimal_loss import save_certificate
 from numbaconc.errors import NumbaconcError
 from numbaconc.outputs import write_json
 

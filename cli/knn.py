@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from numbaconc import datasets
-from numbaconc.knn import cached_knn, save_knn
+from numbaconc.neighbours import cached_knn, save_knn
 from numbaconc.validation import metric_names
 
 

@@ -13,7 +13,7 @@ from numbaconc import api, datasets
 from numbaconc.boxes import BOX_SHAPES, DEFAULT_T_GRID
 from numbaconc.api import measure as run_measure
 from numbaconc.errors import NumbaconcError
-from numbaconc.measure import METHODS, PROTOCOLS
+from numbaconc.concentration import METHODS, PROTOCOLS
 from numbaconc.outputs import write_json
 from numbaconc.regions import Region
 from numbaconc.validation import REGION_METRICS, metric_names
@@ -130,7 +130,7 @@ def print_result(result: dict):
 
 
 def print_lower_bound(row: dict):
-    from numbaconc.bound import DEFINITIONS, ZERO_BOUND
+    from numbaconc.optimal_loss import DEFINITIONS, ZERO_BOUND
 
     console.print(f"label-aware lower bound ({row['split']} split, n={row['n']}, eps={row['epsilon']:g}): "
                   f"[bold]{pct(row['lower_bound'])}[/bold] of the points, for any classifier "

@@ -15,8 +15,8 @@ from rich.table import Table
 from numbaconc import api
 from numbaconc.boxes import BOX_SHAPES
 from numbaconc.errors import NumbaconcError
-from numbaconc.measure import METHODS, PROTOCOLS
-from numbaconc.reproduce import ResultsUnreadable
+from numbaconc.concentration import METHODS, PROTOCOLS
+from numbaconc.reproduction import ResultsUnreadable
 from numbaconc.validation import REGION_METRICS, metric_names
 
 from .common import check_outputs, console, err_console, handles_errors, parse_floats, pct, progress_callback

@@ -10,8 +10,6 @@ possible (Mahloujifar et al., NeurIPS 2019; Prescott et al., ICLR 2021).
 """
 
 import os
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 
 # Idle OpenMP threads (Numba's and the BLAS's) spin by default and steal the
@@ -25,32 +23,12 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+unknown"
 
 from . import api  # noqa: E402
-from .api import CurveResult, FamilyResult, MeasureResult, SplitFigures, curve  # noqa: E402
+from .api import (CurveResult, FamilyResult, MeasureResult, SplitFigures, bound,  # noqa: E402
+                  curve, knn, measure, reproduce)
 from .datasets import Dataset, dataset_from_arrays, import_dataset, open_dataset  # noqa: E402
 from .errors import NumbaconcError  # noqa: E402
 from .regions import Region  # noqa: E402
 
-
-class _CallableModule(types.ModuleType):
-    """A submodule that is also the API function of its name: ``nc.knn(X, k,
-    metric="l2")`` calls ``api.knn`` while ``numbaconc.knn`` stays the module
-    (``from numbaconc.knn import KnnResult`` and ``import numbaconc.knn`` work)."""
-
-    def __call__(self, *args, **kwargs):
-        return self.__api_function__(*args, **kwargs)
-
-
-def _make_callable(name: str, function) -> None:
-    module = sys.modules[f"{__name__}.{name}"]
-    module.__class__ = _CallableModule
-    module.__api_function__ = function
-    module.__signature__ = __import__("inspect").signature(function)
-
-
-for _name in ("knn", "measure", "bound", "reproduce"):
-    __import__(f"{__name__}.{_name}")
-    _make_callable(_name, getattr(api, _name))
-del _name
 
 __all__ = [
     "__version__", "knn", "measure", "curve", "reproduce", "bound", "open_dataset",

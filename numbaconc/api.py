@@ -77,7 +77,7 @@ def knn(X, k: int, *, metric: str, queries=None, include_self: bool = True,
 
     Returns
     -------
-    numbaconc.knn.KnnResult
+    numbaconc.neighbours.KnnResult
         ``indices`` (m, k) and ``distances`` (float64, storage units), each
         row sorted by (distance, index).
 
@@ -89,7 +89,7 @@ def knn(X, k: int, *, metric: str, queries=None, include_self: bool = True,
     >>> nn.indices.tolist(), nn.distances[:, 1].tolist()
     ([[0, 2], [1, 2], [2, 0]], [1.0, 4.242640687119285, 1.0])
     """
-    from .knn import knn as search
+    from .neighbours import knn as search
 
     return search(X, k, metric=metric, queries=queries, include_self=include_self,
                   progress=progress)
@@ -210,7 +210,7 @@ def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DE
     """The options each family of ``metric`` sees (what ``inputs.options`` records).
     ``lu``: a label-uncertainty vector is given, so ``best`` under l-inf runs
     cubes (not boxes): the greedy's options."""
-    from .measure import canonical_metric
+    from .concentration import canonical_metric
 
     metric = canonical_metric(metric)
     if metric == "l2" or method == "cubes" or (lu and method == "best"):
@@ -295,7 +295,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
         ``.test.adv_risk``, ``.test.adv_risk_ci``, ``.test.adv_risk_at_alpha``,
         ``.region``, ``.families``, ``.to_dict()``, ``.to_json()``.
     """
-    from .measure import measure as run
+    from .concentration import measure as run
 
     options = measure_options(metric, clusters=clusters, q=q, tune=tune, t_grid=t_grid, box=box,
                               domain=domain, delta=delta, repeats=repeats, method=method,
@@ -313,7 +313,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
                      protocol=protocol, val_fraction=val_fraction, seed=seed, progress=progress,
                      weights=weights, **options)
         if labels:
-            from .bound import dataset_lower_bound
+            from .optimal_loss import dataset_lower_bound
 
             found = dataset_lower_bound(ds, metric=result["metric"], epsilons=[epsilon],
                                         split="test")
@@ -355,10 +355,10 @@ def bound(X, y=None, *, metric: str, epsilon, split: str = "train", degree: int 
 
     Returns
     -------
-    numbaconc.bound.BoundResult
+    numbaconc.optimal_loss.BoundResult
         ``rows`` (one per epsilon: ``lower_bound``, ``edges``, ...), ``to_dict()``.
     """
-    from .bound import dataset_lower_bound, lower_bound
+    from .optimal_loss import dataset_lower_bound, lower_bound
     from .validation import canonical_metric, check_matrix
 
     epsilons = [epsilon] if np.ndim(epsilon) == 0 else list(epsilon)
@@ -388,7 +388,7 @@ class CurveResult:
 
     def save(self) -> Path:
         """Write ``curve.json`` and ``curve.png`` (when any row succeeded) in ``out``."""
-        from .measure import versions
+        from .concentration import versions
         from .plots import plot_curve
         from .outputs import write_json
 
@@ -450,8 +450,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
         As in ``measure``: balls, cubes and half-spaces keep mean LU >=
         ``gamma`` (rows with gamma carry the vector's digest in their key).
     """
-    from .measure import FAMILIES, METHODS, canonical_metric
-    from .reproduce import Runner, curve_rows
+    from .concentration import FAMILIES, METHODS, canonical_metric
+    from .reproduction import Runner, curve_rows
     from .validation import check_choice, check_epsilon
 
     metric = canonical_metric(metric)
@@ -525,7 +525,7 @@ def reproduce(which: str = "mnist", *, out, data_dir=None, quick: bool = False,
     Path
         The report (``out / "report.md"``).
     """
-    from .reproduce import run_reproduction
+    from .reproduction import run_reproduction
 
     return run_reproduction(which, out=Path(out), data_dir=data_dir, quick=quick, force=force,
                             report_only=report_only, seed=seed, command=command,

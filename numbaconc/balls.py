@@ -123,7 +123,7 @@ def _lists_as_given(X, idx, neighbors, integer, linf):
 
 def _list_distances(X, idx, neighbors, integer, linf):
     """(dist, recompute): reuse the lists' distances for uint8 data when they are
-    exact (numbaconc.knn's are: spot-checked on a few rows), else recompute."""
+    exact (numbaconc.neighbours's are: spot-checked on a few rows), else recompute."""
     if not integer:
         return np.zeros((1, 1)), True
     dist = getattr(neighbors, "distances", None)
@@ -285,7 +285,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     ``X``: (n, d) uint8 or float32 (memmap or h5py dataset fine), storage units.
     ``epsilon``: storage units (pixel levels for uint8: eps * 255).
     ``neighbors``: l2 ``KnnResult`` of X with include_self=True; if None it is
-    computed with ``numbaconc.knn.knn`` with K = n_neighbors or 2 ceil(alpha n).
+    computed with ``numbaconc.neighbours.knn`` with K = n_neighbors or 2 ceil(alpha n).
     Longer lists make more candidates exact from the list alone (faster), any
     K gives the same result. ``progress``: callable (done, total) per ball.
     """
@@ -308,7 +308,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         if n_neighbors is None:
             n_neighbors = min(n, 2 * math.ceil(alpha * n))
         n_neighbors = check_int(n_neighbors, "n_neighbors", low=1, high=n)
-        from .knn import knn  # imported late: optional until needed
+        from .neighbours import knn  # imported late: optional until needed
 
         neighbors = knn(X, int(n_neighbors), metric=metric, include_self=True)
     integer = X.dtype == np.uint8

@@ -323,7 +323,7 @@ def map_blocks(fn, X, block_rows: int, args=(), *, reader=_read_rows):
 def _knn_unit(token, base_src, query_src, k, metric, include_self, block_rows, lo, hi):
     """Lists of the queries at visit-order positions [lo, hi): (query rows, indices, stored
     distances). The search plan is prepared once per worker and call (``token``)."""
-    from . import knn as _knn
+    from . import neighbours as _knn
 
     base, queries = open_source(base_src), open_source(query_src)
     plan = worker_state(("knn", token), lambda: _knn.plan_search(
@@ -344,7 +344,7 @@ def knn_on_cluster(base, k, *, metric, queries, include_self, block_rows, progre
     """``knn``'s query loop as tasks: runs of query blocks, each against the whole
     base, written into ``out`` = (indices, stored distances). The lists are exact
     (sorted by (distance, index)), so they equal the in-process ones bit for bit."""
-    from . import knn as _knn
+    from . import neighbours as _knn
 
     client = current()
     scattered = {}

@@ -25,7 +25,7 @@ import numpy as np
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
 from .errors import NumbaconcError, OptionError
-from .knn import cached_knn, subset_fetch_k, subset_knn
+from .neighbours import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, cube_region, halfspace_region
 from .stages import stage
 from .validation import check_alpha, check_choice, check_epsilon, check_float

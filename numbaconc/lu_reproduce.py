@@ -27,7 +27,7 @@ import numpy as np
 from . import datasets, lu
 from .datasets import atomic_path
 from .errors import NumbaconcError
-from .reproduce import RowSpec, _opts
+from .reproduction import RowSpec, _opts
 
 SEEDS = (0, 1, 2)
 ALPHAS = (0.01, 0.03, 0.05, 0.07, 0.09, 0.11, 0.13, 0.15)

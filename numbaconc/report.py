@@ -121,7 +121,7 @@ def write_report(rows: list[dict], out: Path, *, command: str, versions: dict, w
         lines += (_estimates_table(items, found) + _linf_table(items, found) + _as_2019_table(items)
                   + _l2_table(items, found) + _defence_table(items, found))
         if found:
-            from .bound import DEFINITIONS
+            from .optimal_loss import DEFINITIONS
 
             lines += [f"**The lower bound beside each estimate.** {_bound_intro()} {DEFINITIONS}", ""]
         if pictures.get(name):

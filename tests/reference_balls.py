@@ -39,7 +39,7 @@ def brute_knn(X, k):
 
 
 class Knn:
-    """Stand-in for numbaconc.knn.KnnResult."""
+    """Stand-in for numbaconc.neighbours.KnnResult."""
 
     def __init__(self, X, k, metric="l2"):
         self.indices, self.distances = brute_knn(X, k)
@@ -84,7 +84,7 @@ def brute_knn_metric(X, k, metric):
 
 
 class KnnMetric:
-    """Stand-in for numbaconc.knn.KnnResult under either metric."""
+    """Stand-in for numbaconc.neighbours.KnnResult under either metric."""
 
     def __init__(self, X, k, metric):
         self.indices, self.distances = brute_knn_metric(X, k, metric)

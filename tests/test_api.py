@@ -2,6 +2,7 @@
 gives the CLI's figures on the imported file."""
 
 import doctest
+import inspect
 import json
 from pathlib import Path
 
@@ -38,13 +39,16 @@ def test_measure_on_arrays_equals_the_cli_on_the_file(tiny_h5, tmp_path):
     assert ours["inputs"]["options"] == cli["inputs"]["options"]
 
 
-def test_top_level_names_are_the_api_and_the_modules_stay_modules():
-    import numbaconc.knn as knn_module
+def test_top_level_names_are_the_api_functions_and_no_module_hides_behind_them():
+    import numbaconc.neighbours as knn_module
+    from numbaconc import api
 
-    assert knn_module.KnnResult is nc.knn.KnnResult
+    for name in ("knn", "measure", "curve", "reproduce", "bound"):
+        assert getattr(nc, name) is getattr(api, name)
+        assert inspect.isfunction(getattr(nc, name)), name
+    assert nc.knn(np.zeros((3, 2), np.uint8), 1, metric="l1").__class__ is knn_module.KnnResult
     for name in nc.__all__:
         assert getattr(nc, name) is not None
-    assert callable(nc.measure) and callable(nc.reproduce) and callable(nc.bound)
 
 
 def test_stages_record_seconds_and_peaks_and_the_measure_json_keeps_them(tiny_h5):

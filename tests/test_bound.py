@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from numbaconc.bound import (conflict_edges, jointly_attackable, lower_bound, solve_degree2,
+from numbaconc.optimal_loss import (conflict_edges, jointly_attackable, lower_bound, solve_degree2,
                              storage_thresholds)
 from numbaconc.errors import NumbaconcError
 
@@ -391,7 +391,7 @@ def test_range_search_property(n, d, n_classes, levels, block, seed, metric):
 @pytest.mark.parametrize("metric,eps", [("linf", [0.35, 0.42]), ("l2", [1.0, 1.7])])
 @pytest.mark.parametrize("degree", [2, 3])
 def test_certificate_verifies_against_the_data(tiny_h5, tmp_path, degree, metric, eps):
-    from numbaconc.bound import dataset_lower_bound, save_certificate, verify_certificate
+    from numbaconc.optimal_loss import dataset_lower_bound, save_certificate, verify_certificate
     from numbaconc.datasets import open_dataset
 
     path = tmp_path / "c.h5"
@@ -420,7 +420,7 @@ def test_certificate_verifies_against_the_data(tiny_h5, tmp_path, degree, metric
 
 def test_blocks_follow_the_memory_budget():
     from numbaconc import budget
-    from numbaconc.bound import block_rows
+    from numbaconc.optimal_loss import block_rows
 
     rng = np.random.default_rng(11)
     X = rng.integers(100, 156, (3000, 20)).astype(np.uint8)

@@ -137,7 +137,7 @@ def test_reproduce_tiny_report_and_resume(tiny_idx_folder, tmp_path, monkeypatch
     assert any(p.suffix == ".png" for p in out.iterdir())
 
     # interrupt a second run after its first new row: finished rows must survive and be skipped
-    import numbaconc.reproduce as rep
+    import numbaconc.reproduction as rep
 
     done_keys = {r["key"] for r in saved}
     (out / "results.json").write_text(json.dumps({"format_version": 1, "rows": saved[:2]}))

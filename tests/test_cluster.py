@@ -20,7 +20,7 @@ from conftest import make_tiny_images
 from numbaconc import cluster, datasets
 from numbaconc.errors import NumbaconcError
 from numbaconc.halfspace import fit_halfspace_curve, principal_components
-from numbaconc.knn import cached_knn, knn
+from numbaconc.neighbours import cached_knn, knn
 from numbaconc.regions import ball_region, box_region, halfspace_region
 
 distributed = pytest.importorskip("distributed")
@@ -67,7 +67,7 @@ def _h5(path, train_x, test_x, *, chunked=False):
 
 def test_without_a_scheduler_dask_is_never_imported():
     code = ("import sys, numpy as np, numbaconc\n"
-            "from numbaconc.knn import knn\n"
+            "from numbaconc.neighbours import knn\n"
             "from numbaconc.halfspace import fit_halfspace\n"
             "x = np.random.default_rng(0).integers(0, 256, (200, 16), dtype=np.uint8)\n"
             "knn(x, 5, metric='l1'); fit_halfspace(x, 0.1, 4.0, metric='linf')\n"
@@ -314,7 +314,7 @@ def _plain(result):
     ("l2", "balls", 1.0, dict(clusters=6)),
 ])
 def test_measure_identical(client, tiny_h5, tmp_path, monkeypatch, metric, method, epsilon, options):
-    from numbaconc.measure import measure
+    from numbaconc.concentration import measure
 
     results = {}
     for name, spec in (("local", None), ("dask", client)):

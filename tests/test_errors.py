@@ -139,9 +139,9 @@ def _commands(tiny_h5, small_npz, region_file, tiny_idx_folder):
         ("evaluate --json", ["evaluate", region_file, tiny_h5, "--json", "OUT"], "file",
          "numbaconc.evaluate.evaluate_region"),
         ("curve --out", ["curve", tiny_h5, "--epsilon", "0.1", "--clusters", "4", "--q", "0.5",
-                         "--out", "OUT"], "folder", "numbaconc.reproduce.Runner.run_all"),
+                         "--out", "OUT"], "folder", "numbaconc.reproduction.Runner.run_all"),
         ("reproduce --out", ["reproduce", "mnist", "--data-dir", tiny_idx_folder, "--quick",
-                             "--out", "OUT"], "folder", "numbaconc.reproduce.Runner.run_all"),
+                             "--out", "OUT"], "folder", "numbaconc.reproduction.Runner.run_all"),
     ]
 
 
@@ -232,7 +232,7 @@ def test_unusable_cache_folder_is_one_line_before_any_work(place, tiny_h5, tmp_p
     assert_one_line_error(invoke("knn", tiny_h5, "--k", "3"), cache, "$NUMBACONC_CACHE")
     _poison(monkeypatch, "numbaconc_cli.measure.run_measure")
     assert_one_line_error(invoke("measure", tiny_h5, "--epsilon", "0.1"), cache, "$NUMBACONC_CACHE")
-    _poison(monkeypatch, "numbaconc.reproduce.Runner.run_all")
+    _poison(monkeypatch, "numbaconc.reproduction.Runner.run_all")
     assert_one_line_error(invoke("curve", tiny_h5, "--out", tmp_path / "c"), cache)
 
 
@@ -285,7 +285,7 @@ def _copy(tiny_h5, tmp_path, name="copy.h5") -> Path:
 
 def test_dataset_edited_in_place_is_not_served_old_neighbour_lists(tiny_h5, tmp_path):
     """train/x rows reversed in place, attributes (checksum) kept."""
-    from numbaconc.knn import cached_knn
+    from numbaconc.neighbours import cached_knn
 
     path = _copy(tiny_h5, tmp_path)
     with datasets.open_dataset(path) as ds:
@@ -339,7 +339,7 @@ def test_content_digest_is_remembered_per_file_identity(tiny_h5, tmp_path, monke
 
 
 def test_cached_import_damaged_in_place_is_imported_again(tiny_idx_folder, caplog):
-    from numbaconc.reproduce import locate
+    from numbaconc.reproduction import locate
 
     ds, _, _ = locate("mnist", tiny_idx_folder)
     with ds:
@@ -353,7 +353,7 @@ def test_cached_import_damaged_in_place_is_imported_again(tiny_idx_folder, caplo
 
 
 def _spec(alpha=0.05):
-    from numbaconc.reproduce import curve_rows
+    from numbaconc.reproduction import curve_rows
 
     return curve_rows("tiny", metric="linf", alpha=alpha, epsilons=[0.1], eps_texts=["0.1"],
                       methods=["boxes"], protocol="holdout",
@@ -361,7 +361,7 @@ def _spec(alpha=0.05):
 
 
 def test_reproduce_rows_served_only_for_the_same_data_and_whole(tiny_h5, tmp_path):
-    from numbaconc.reproduce import Runner
+    from numbaconc.reproduction import Runner
 
     out, logs = tmp_path / "run", []
     spec = _spec()
@@ -428,7 +428,7 @@ def test_results_json_of_the_wrong_structure_is_one_line(content, tiny_idx_folde
 
 
 def test_report_only_leaves_out_rows_of_other_data(tiny_h5, tmp_path):
-    from numbaconc.reproduce import Runner
+    from numbaconc.reproduction import Runner
 
     out = tmp_path / "run"
     with datasets.open_dataset(tiny_h5) as ds:

@@ -9,7 +9,7 @@ from scipy.stats import norm
 from numbaconc import datasets
 from numbaconc.errors import NumbaconcError
 from numbaconc.frontier import member_ranks, nested_counts, read_at_alpha, threshold_frontier
-from numbaconc.measure import Concentration, measure
+from numbaconc.concentration import Concentration, measure
 from numbaconc.stats import clopper_pearson
 from numbaconc.synth import make_gaussian
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from numbaconc import datasets
 from numbaconc.errors import NumbaconcError
-from numbaconc.knn import KnnResult, METRICS, cached_knn, canonical_metric, knn, save_knn
+from numbaconc.neighbours import KnnResult, METRICS, cached_knn, canonical_metric, knn, save_knn
 from reference_knn import assert_knn_equal_tie_aware, brute_knn
 
 ALL = ("l1", "l2", "linf")
@@ -100,7 +100,7 @@ def test_queries_against_base(metric):
 
 @pytest.fixture
 def force_gemm(monkeypatch):
-    import numbaconc.knn as api
+    import numbaconc.neighbours as api
 
     monkeypatch.setattr(api, "_GEMM_MIN_K", 1)
     return api
@@ -137,7 +137,7 @@ def test_l2_large_k_real_scale_values(force_gemm, include_self):
 
 
 def test_l1_groups_patches_and_runs():
-    import numbaconc.knn as api
+    import numbaconc.neighbours as api
 
     g = api._l1_groups(64)  # 8 x 8 image: four 4 x 4 patches
     assert g.reshape(8, 8)[:4, :4].tolist() == [[0] * 4] * 4
@@ -291,7 +291,7 @@ def small_dataset(tmp_path):
 
 
 def test_cached_knn_reuse_and_slice(small_dataset, monkeypatch):
-    import numbaconc.knn as api
+    import numbaconc.neighbours as api
 
     res, path = cached_knn(small_dataset, 9, metric="cityblock")
     assert path.parent == datasets.cache_dir() / "knn" and path.is_file()
@@ -372,7 +372,7 @@ def test_property_matches_brute_force(n, d, levels, metric, include_self, k_frac
 def test_subset_lists_equal_a_direct_search(metric, k_full):
     """Lists of a subset read off whole-set lists equal a search within the
     subset, ties included; short rows (k_full small) are recomputed."""
-    from numbaconc.knn import subset_knn
+    from numbaconc.neighbours import subset_knn
 
     rng = np.random.default_rng(k_full)
     X = rng.integers(0, 3, size=(120, 5)).astype(np.uint8)  # many ties and duplicates
@@ -392,7 +392,7 @@ def test_subset_lists_equal_a_direct_search(metric, k_full):
 
 
 def test_subset_fetch_k_leaves_few_short_rows():
-    from numbaconc.knn import subset_fetch_k
+    from numbaconc.neighbours import subset_fetch_k
 
     assert subset_fetch_k(50, 1.0, 1000) == 50
     k = subset_fetch_k(50, 0.8, 60000)
@@ -417,7 +417,7 @@ def test_subset_fetch_k_leaves_few_short_rows():
 
 
 def test_subset_rows_must_be_sorted():
-    from numbaconc.knn import subset_knn
+    from numbaconc.neighbours import subset_knn
 
     X = np.arange(40, dtype=np.uint8).reshape(20, 2)
     full = knn(X, 5, metric="l1")

@@ -5,10 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
-import numbaconc.knn as api
+import numbaconc.neighbours as api
 from numbaconc import budget, datasets
 from numbaconc.balls import fit_balls
-from numbaconc.knn import cached_knn, knn, list_dtypes, subset_knn
+from numbaconc.neighbours import cached_knn, knn, list_dtypes, subset_knn
 from reference_knn import brute_knn
 
 

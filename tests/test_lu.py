@@ -244,7 +244,7 @@ def test_lu_greedy_threads_identical(metric, threads):
 def test_cubes_from_numbaconc_lists_in_place():
     """numbaconc's own l-inf lists (uint8 distances, int32 indices) are used in
     place and give the reference's cubes."""
-    from numbaconc.knn import knn
+    from numbaconc.neighbours import knn
 
     rng = np.random.default_rng(5)
     X = rng.integers(0, 6, size=(60, 7)).astype(np.uint8)

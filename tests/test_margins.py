@@ -6,8 +6,8 @@ import math
 import pytest
 
 from numbaconc import datasets
-from numbaconc.measure import Concentration
-from numbaconc.reproduce import ROW_VERSION, plan
+from numbaconc.concentration import Concentration
+from numbaconc.reproduction import ROW_VERSION, plan
 
 
 @pytest.mark.parametrize("metric", ["linf", "l2"])

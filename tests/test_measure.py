@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 from numbaconc import datasets
 from numbaconc.boxes import BoxesModel, dense_order, search_q
 from numbaconc.errors import NumbaconcError
-from numbaconc.measure import SELECTION_Z, Concentration, measure
+from numbaconc.concentration import SELECTION_Z, Concentration, measure
 from numbaconc.regions import Region
 
 
@@ -211,7 +211,7 @@ def test_announced_epsilon_grid_gives_the_same_halfspaces(tiny_h5, metric, grid)
 def test_holdout_lists_are_those_of_the_fitting_subset(tiny_h5):
     """Under holdout the fitting set's lists are read off whole-set lists:
     they must equal a search within the fitting set itself."""
-    from numbaconc.knn import knn
+    from numbaconc.neighbours import knn
 
     with datasets.open_dataset(tiny_h5) as ds:
         conc = Concentration(ds, protocol="holdout")
@@ -229,7 +229,7 @@ def test_runner_keeps_one_dataset_in_memory(tiny_h5, tmp_path):
     neighbour lists) of a finished dataset are dropped when the next begins."""
     import shutil
 
-    from numbaconc.reproduce import Runner
+    from numbaconc.reproduction import Runner
 
     other = tmp_path / "other.h5"
     shutil.copy(tiny_h5, other)

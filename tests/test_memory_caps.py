@@ -46,7 +46,7 @@ def workload(data_path: str) -> dict:
     from numbaconc import datasets
     from numbaconc.balls import fit_balls
     from numbaconc.integrity import array_digest
-    from numbaconc.knn import cached_knn
+    from numbaconc.neighbours import cached_knn
 
     out = {}
     with datasets.open_dataset(data_path) as ds:

@@ -3,9 +3,9 @@
 import json
 
 from numbaconc import datasets
-from numbaconc.bound import DEFINITIONS, dataset_lower_bound
+from numbaconc.optimal_loss import DEFINITIONS, dataset_lower_bound
 from numbaconc.report import write_report
-from numbaconc.reproduce import RowSpec, Runner, _opts, report_bounds
+from numbaconc.reproduction import RowSpec, Runner, _opts, report_bounds
 
 
 def _rows(name):

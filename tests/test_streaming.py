@@ -19,7 +19,7 @@ from numbaconc.datasets import RowView, open_dataset, write_dataset, write_datas
 from numbaconc.errors import NumbaconcError
 from numbaconc.evaluate import evaluate_region
 from numbaconc.halfspace import fit_halfspace
-from numbaconc.measure import Concentration, measure
+from numbaconc.concentration import Concentration, measure
 from numbaconc.regions import Region, ball_region, box_region, halfspace_region
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,7 +242,7 @@ _MEASURE = """
 import json, sys
 from numbaconc import budget
 from numbaconc.datasets import open_dataset
-from numbaconc.measure import measure
+from numbaconc.concentration import measure
 budget.set_budget(sys.argv[2])
 with open_dataset(sys.argv[1]) as ds:
     r = measure(ds, metric="linf", alpha=0.01, epsilon=0.1, method="halfspace", n_components=2)

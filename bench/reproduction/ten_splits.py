@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from numbaconc import datasets
-from numbaconc.measure import Concentration
-from numbaconc.reproduce import reference_figures, write_json
+from numbaconc.concentration import Concentration
+from numbaconc.reproduction import reference_figures, write_json
 
 
 def settings(name: str) -> list[tuple[str, float, list, list]]:

@@ -28,7 +28,7 @@ smallest grid epsilon it conflicts at, so the whole epsilon grid costs one
 pass; blocks of query x base rows are sized by ``numbaconc.budget``, never an
 n x n matrix. On uint8 data the comparisons are exact in integers (see
 ``storage_thresholds``); l2 uses float32 GEMM blocks with the certified error
-bound of ``numbaconc.knn`` and decides the uncertain pairs exactly.
+bound of ``numbaconc.neighbours`` and decides the uncertain pairs exactly.
 
 Memory: a copy of the points (zero-padded uint8, or float32), a float32 copy
 for the GEMM when it fits in a quarter of the budget, block scratch, and the
@@ -57,7 +57,7 @@ from . import budget
 from .datasets import RowView
 from .errors import NumbaconcError
 from .kernels import bound as _kernels
-from .knn import column_order, gemm_slack, prepare_rows
+from .neighbours import column_order, gemm_slack, prepare_rows
 from .validation import REGION_METRICS as METRICS
 from .validation import canonical_metric, check_finite, check_matrix
 DEFINITIONS = (

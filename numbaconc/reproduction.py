@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import datasets
 from .errors import NumbaconcError, OptionError
-from .measure import Concentration, versions
+from .concentration import Concentration, versions
 from .outputs import jsonable, os_reason, write_json  # noqa: F401 (re-exported)
 from .regions import Region
 
@@ -387,7 +387,7 @@ def curve_rows(dataset_name: str, *, metric: str, alpha, epsilons, eps_texts,
 
 
 def report_bounds(runner: Runner, dataset: str, ds, *, compute: bool = True) -> dict:
-    """The label-aware lower bound (numbaconc.bound) on the test split at
+    """The label-aware lower bound (numbaconc.optimal_loss) on the test split at
     every epsilon of ``dataset``'s rows: {(metric, epsilon): BoundRow dict}.
 
     Kept in ``<out>/bounds.json`` by the data's content digest, so a rerun
@@ -410,7 +410,7 @@ def report_bounds(runner: Runner, dataset: str, ds, *, compute: bool = True) -> 
         if spec.get("dataset") == dataset and (spec["metric"], round(spec["epsilon"], 10)) not in have:
             wanted[spec["metric"]].add(round(spec["epsilon"], 10))
     if compute and wanted and ds.test.y is not None:
-        from .bound import dataset_lower_bound
+        from .optimal_loss import dataset_lower_bound
 
         for metric, epsilons in wanted.items():
             runner.log(f"lower bound: {dataset} {metric} eps={','.join(f'{e:g}' for e in sorted(epsilons))}")
@@ -428,7 +428,7 @@ def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = Fals
                      force: bool = False, report_only: bool = False, seed: int = 0,
                      command: str | None = None, row_command=None, log=print,
                      progress=None) -> Path:
-    """``numbaconc.reproduce``: every dataset of ``which``, then the report."""
+    """``numbaconc.reproduction``: every dataset of ``which``, then the report."""
     import os
 
     from .outputs import check_output_folder
@@ -447,7 +447,7 @@ def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = Fals
         runner = Runner(out, force=force, seed=0, log=log, progress=progress,
                         row_command=row_command)
         return _reproduce_lu(runner, out, data_dir, quick=quick, report_only=report_only,
-                             command=command or f"numbaconc.reproduce({which!r})", started=started,
+                             command=command or f"numbaconc.reproduction({which!r})", started=started,
                              progress=progress)
     names = DATASETS if which == "all" else (which,)
     runner = Runner(out, force=force, seed=seed, log=log, progress=progress,
@@ -477,7 +477,7 @@ def run_reproduction(which: str, *, out: Path, data_dir=None, quick: bool = Fals
     if not done:
         raise NumbaconcError("no dataset could be run (see the messages above)")
     info = dict(versions(), cores=os.cpu_count())
-    return write_report(done, out / "report.md", command=command or f"numbaconc.reproduce({which!r})",
+    return write_report(done, out / "report.md", command=command or f"numbaconc.reproduction({which!r})",
                         versions=info, wall_seconds=time.perf_counter() - started,
                         data_notes=notes, pictures=pictures, bounds=bounds)
 
