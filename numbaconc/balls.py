@@ -29,6 +29,7 @@ import numpy as np
 from . import budget
 from .coverage import _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
 from .errors import NumbaconcError
+from .kernels import ball_geometry as _geometry
 from .kernels import balls as _k
 from .validation import (METRICS, REGION_METRICS, check_alpha, check_epsilon, check_float,
                          check_int, check_metric)
@@ -385,7 +386,7 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
 
         before = expanded.copy()
         before_cov = covered.copy() if lu is not None else None
-        strictly = _k.mark_ball(X, X[bi], br2, eps, integer, linf, covered, expanded)
+        strictly = _geometry.mark_ball(X, X[bi], br2, eps, integer, linf, covered, expanded)
         ball_lu = None
         if lu is not None:
             new = covered & ~before_cov

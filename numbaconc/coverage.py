@@ -29,7 +29,7 @@ import numpy as np
 
 from . import budget
 from .errors import NumbaconcError
-from .kernels import balls as _balls
+from .kernels import ball_geometry as _balls
 from .kernels import boxes as _b
 from .kernels import halfspace as _hs
 from .validation import CHUNK_ROWS as _CHUNK_ROWS
