@@ -78,7 +78,7 @@ def unsorted_rows(idx, d2):
 
 
 @jit
-def listpair_key(X, rows, idx, integer, linf, out):
+def list_sqdist(X, rows, idx, integer, linf, out):
     """out[s, p] = exact key between X[rows[s]] and X[idx[s, p]] (spot checks)."""
     for s in range(rows.shape[0]):
         for p in range(idx.shape[1]):
