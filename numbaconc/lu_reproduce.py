@@ -228,7 +228,10 @@ def write_lu_report(rows: list[dict], out_dir: Path, *, command: str, versions: 
              "cover the test sampling and the interpolation). Under the constraint the frontier "
              "keeps only prefixes whose partial last ball's newly covered fitting points have mean "
              "LU ≥ γ, so it is a reading of the constrained family; where no such member reaches α "
-             "there is no reading (the reasons follow the table). **Region**: the fitted region's "
+             "there is no reading (the reasons follow the table). An upper bound of 100.00 means that "
+             "no member is certified above α on the test set (under the constraint the last cube "
+             "cannot grow much past α): the reading is then an interpolation with a one-sided "
+             "interval. **Region**: the fitted region's "
              "own test risk / adversarial risk, mean ± std [span of the 95 % Clopper–Pearson "
              "intervals of the adversarial risk]; it aims at the selection target, above α. "
              "`valid`: seeds whose region has test risk ≥ α. Mean LU: of the fitting / test points "
@@ -267,7 +270,7 @@ def write_lu_report(rows: list[dict], out_dir: Path, *, command: str, versions: 
         lines.append(f"| {alpha:g} | " + " | ".join(cells) + " |")
     if unread:
         lines += ["", "No reading at α (per row, the frontier's `reading.note`):", ""]
-        lines += [f"- {', '.join(where)}: {why}" for why, where in unread.items()]
+        lines += [f"- {'; '.join(dict.fromkeys(where))}: {why}" for why, where in unread.items()]
     short = sorted(k[2] for k, items in sweep.items()
                    if k[3] and all(r["params"].get("stopped") for r in items))
     if short:
@@ -315,12 +318,15 @@ def plot_lu_sweep(sweep: dict, out: Path) -> Path:
     Figure = _pyplot()
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
+    top = 0.0  # the y range: every figure but an uninformative upper bound of 100 %
     for with_lu, colour, label in ((False, "tab:blue", "cubes, no LU constraint"),
                                    (True, "tab:red", f"cubes, mean LU ≥ {SETTING['gamma']:g}")):
         alphas = sorted(k[2] for k in sweep if k[3] == with_lu)
         if not alphas:
             continue
         stats = [_summary(sweep[("cubes", "linf", a, with_lu)]) for a in alphas]
+        top = max([top] + [100 * v for s in stats for v in (s["adv"], s["at"], s["at_hi"])
+                           if v is not None and v < 1.0])
         xs = np.array(alphas) * 100
         ax.plot(xs, np.array([s["adv"] for s in stats]) * 100, "--", color=colour, linewidth=0.8,
                 alpha=0.7, label=f"{label}: fitted region")
@@ -338,6 +344,7 @@ def plot_lu_sweep(sweep: dict, out: Path) -> Path:
                         color=colour, alpha=0.15, linewidth=0)
     ax.plot([1, 15], [1, 15], ":", color="black", linewidth=0.8, label="adv risk = α")
     ax.plot([], [], "o", mfc="white", color="gray", label="hollow: no reading at α on some seed")
+    ax.set_ylim(0, 1.15 * max(top, 15.0))  # a band running off the top: upper bound 100 %
     ax.set_xlabel("α (%)")
     ax.set_ylabel("test adversarial risk (%), ε = 8/255")
     ax.set_title("CIFAR-10 (CIFAR-10H labels), l-inf cubes, T = 10")
