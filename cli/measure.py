@@ -69,8 +69,9 @@ def measure(
         "--lu", help="Label uncertainty (.npy, one value in [0, 2] per point of the train split, or "
                      "of the source split of a `data import cifar10h --view` file): every ball / "
                      "cube / half-space region keeps mean LU >= --gamma.")] = None,
-    gamma: Annotated[float, typer.Option(min=0.0, max=2.0, help="With --lu: the LU threshold "
-                                                                "(0.17 in Zhang and Evans 2022).")] = 0.17,
+    gamma: Annotated[Optional[float], typer.Option(
+        min=0.0, max=2.0, help="With --lu: the LU threshold (default 0.17, Zhang and Evans 2022); "
+                               "an error without --lu.")] = None,
 ):
     """Estimate the concentration of DATA at (alpha, epsilon) with one region family."""
     eps = parse_floats(epsilon, "--epsilon")

@@ -121,7 +121,8 @@ def curve(
     lu: Annotated[Optional[Path], typer.Option(
         "--lu", help="Label uncertainty .npy (see `measure --lu`): balls, cubes and half-spaces "
                      "keep mean LU >= --gamma.")] = None,
-    gamma: Annotated[float, typer.Option(min=0.0, max=2.0, help="With --lu: the LU threshold.")] = 0.17,
+    gamma: Annotated[Optional[float], typer.Option(
+        min=0.0, max=2.0, help="With --lu: the LU threshold (default 0.17); an error without --lu.")] = None,
 ):
     """Concentration across an epsilon grid (or an alpha grid): one run, every neighbour list
     and clustering reused."""

@@ -29,10 +29,22 @@ DataLike = Any  # a path, a bundled name, an opened Dataset, or an (n, d) matrix
 DEFAULT_BALLS = 20
 #: clusters (T) of the cubes (l-inf balls, numbaconc.lu) when none is given
 DEFAULT_CUBES = 10
-#: the label-uncertainty threshold when none is given (Zhang and Evans 2022)
+#: the label-uncertainty threshold when ``lu`` is given without one (Zhang and Evans 2022)
 DEFAULT_GAMMA = 0.17
 #: the T grid ``curve`` tunes boxes over
 CURVE_T_GRID = (5, 10, 15, 20)
+
+
+def _lu_gamma(lu, gamma: float | None) -> float | None:
+    """The LU threshold of a run: ``DEFAULT_GAMMA`` when ``lu`` comes without
+    one; a ``gamma`` without ``lu`` would be silently unused, so it is an error."""
+    if lu is None:
+        if gamma is not None:
+            raise OptionError("{gamma} needs {lu}: gamma is the threshold of the label-uncertainty "
+                              "constraint, and without an LU vector there is none",
+                              gamma="gamma", lu="lu")
+        return None
+    return DEFAULT_GAMMA if gamma is None else gamma
 
 
 @contextmanager
@@ -227,7 +239,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
             box: str = "symmetric", domain: bool | None = None, delta: float = 0.0,
             repeats: int = 1, seed: int = 0, val_fraction: float = 0.2, labels: bool = False,
             y_train=None, y_test=None, scale: float | None = None, lu=None,
-            gamma: float = DEFAULT_GAMMA, progress: Progress | None = None) -> MeasureResult:
+            gamma: float | None = None, progress: Progress | None = None) -> MeasureResult:
     """Estimate the concentration at (alpha, epsilon) with one region family, or the best of all.
 
     Parameters
@@ -284,8 +296,9 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
         cifar10h --view`` file), or that vector. Every ball / cube /
         half-space region then keeps mean LU >= ``gamma`` (boxes do not
         apply; ``best`` runs the families that do).
-    gamma : float
-        With ``lu``: the LU threshold (0.17 in Zhang and Evans 2022).
+    gamma : float, optional
+        With ``lu``: the LU threshold (default ``DEFAULT_GAMMA`` = 0.17, Zhang
+        and Evans 2022); given without ``lu`` it is an error.
     progress : callable, optional
         ``progress(done, total)`` during the long stages.
 
@@ -297,6 +310,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
     """
     from .concentration import measure as run
 
+    gamma = _lu_gamma(lu, gamma)
     options = measure_options(metric, clusters=clusters, q=q, tune=tune, t_grid=t_grid, box=box,
                               domain=domain, delta=delta, repeats=repeats, method=method,
                               lu=lu is not None)
@@ -412,7 +426,7 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
           epsilon_texts: Sequence[str] | None = None, save: bool = True,
           command: str | None = None, row_command: Callable | None = None,
           log: Callable[[str], None] | None = None,
-          progress: Progress | None = None, lu=None, gamma: float = DEFAULT_GAMMA) -> CurveResult:
+          progress: Progress | None = None, lu=None, gamma: float | None = None) -> CurveResult:
     """Concentration across a grid of epsilons (or of alphas), every neighbour
     list and clustering reused; a resumable run folder.
 
@@ -448,13 +462,15 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     progress : callable, optional
     lu, gamma
         As in ``measure``: balls, cubes and half-spaces keep mean LU >=
-        ``gamma`` (rows with gamma carry the vector's digest in their key).
+        ``gamma`` (rows with gamma carry the vector's digest in their key);
+        ``gamma`` without ``lu`` is an error.
     """
     from .concentration import FAMILIES, METHODS, canonical_metric
     from .reproduction import Runner, curve_rows
     from .validation import check_choice, check_epsilon
 
     metric = canonical_metric(metric)
+    gamma = _lu_gamma(lu, gamma)
     alphas = [float(a) for a in np.atleast_1d(alpha)]
     if not alphas or not all(0.0 < a < 1.0 for a in alphas):
         raise OptionError(f"{{alpha}}: every level must be in (0, 1), got "

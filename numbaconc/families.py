@@ -347,11 +347,9 @@ class BallsFamily(Family):
             from .lu import greedy_lu_params
 
             params.update(greedy_lu_params(fit, lu, gamma))
-        frontier = None
-        if self.metric == "l2" and lu is None:  # the prefix frontier is the l2, unconstrained greedy's
-            t0 = time.perf_counter()
-            frontier = self._frontier(fit, alpha, s.to_storage(epsilon))
-            timings["frontier"] = time.perf_counter() - t0
+        t0 = time.perf_counter()  # the greedy's prefixes (LU-constrained with it)
+        frontier = self._frontier(fit, alpha, s.to_storage(epsilon))
+        timings["frontier"] = time.perf_counter() - t0
         return FamilyFit(self.name, self.name, self.metric, params, [region], timings=timings,
                          frontier=frontier)
 
@@ -361,16 +359,37 @@ class BallsFamily(Family):
 
     def _frontier(self, fit, alpha, eps) -> dict:
         """The fitted balls' prefixes (the last ball's radius running on past
-        its fit), fixed by the fitting split, read at test risk alpha."""
-        from .frontier import ball_prefix_frontier, read_at_alpha
+        its fit), fixed by the fitting split, read at test risk alpha; under
+        the LU constraint only the prefixes that keep it."""
+        from .frontier import ball_prefix_frontier, read_frontier, unread
 
         s = self.splits
-        counts = ball_prefix_frontier(s.X_fit, s.X_test, fit.centers, fit.radii_sq, eps, alpha)
-        out = read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha)
-        out.update(parameter="coverage (prefix of the greedy balls, last ball's radius)",
-                   fixed_by="fitting split (the row's own balls)",
-                   fit_risk_range=counts["fit_risk_range"])
-        return out
+        lu = _lu_pair(s)
+        one = self.name[:-1]
+        out = dict(parameter=f"coverage (prefix of the greedy {self.name}, last {one}'s radius)",
+                   fixed_by=f"fitting split (the row's own {self.name})")
+        if lu is not None:
+            out["fixed_by"] += (f"; LU: {one} t's partial radii only where the fitting points it "
+                                f"newly covers keep mean LU >= gamma = {s.weights.gamma:g}, so "
+                                "every member's fitting-set mean LU >= gamma")
+        if not len(fit.radii_sq):
+            return dict(unread(f"the greedy placed no {one} ({fit.stopped})"), **out,
+                        fit_risk_range=None)
+        counts = ball_prefix_frontier(s.X_fit, s.X_test, fit.centers, fit.radii_sq, eps, alpha,
+                                      metric=self.metric, lu=lu)
+        if lu is not None:
+            out["lu"] = dict(gamma=s.weights.gamma, partial_radii_dropped=counts["lu_dropped"],
+                             fit_risk_max=counts["fit_risk_max"])
+        return dict(read_frontier(counts, alpha), **out, fit_risk_range=counts["fit_risk_range"])
+
+
+def _lu_pair(splits):
+    """(int64 LU weights of the fitting rows, integer threshold) or None (numbaconc.lu)."""
+    if splits.lu is None:
+        return None
+    from .lu import lu_threshold, lu_weights
+
+    return (lu_weights(splits.lu["train"], len(splits.X_fit)), lu_threshold(splits.weights.gamma))
 
 
 class CubesFamily(BallsFamily):
@@ -439,28 +458,22 @@ class HalfSpaceFamily(Family):
                       n_components=n_components, threshold_alpha=float(fit.alpha_fit),
                       search_shared_by_epsilons=n_shared)
         family = "pca" if method == "pca" else "halfspace"
-        frontier = None
-        if s.lu is None:  # the frontier's thresholds ignore LU: only without it
-            t0 = time.perf_counter()
-            frontier = self._frontier(base, fit, alpha)
-            timings["frontier"] = time.perf_counter() - t0
+        t0 = time.perf_counter()  # its thresholds keep the LU constraint when there is one
+        frontier = self._frontier(base, fit, alpha)
+        timings["frontier"] = time.perf_counter() - t0
         return FamilyFit(family, family, metric, params, [region], timings=timings,
                          frontier=frontier)
 
     def _lu_weights(self):
         """(int64 weights of the fitting rows, integer threshold) or None."""
-        s = self.splits
-        if s.lu is None:
-            return None
-        from .lu import lu_threshold, lu_weights
-
-        return (lu_weights(s.lu["train"], len(s.X_fit)), lu_threshold(s.weights.gamma))
+        return _lu_pair(self.splits)
 
     def _frontier(self, base, fit, alpha) -> dict:
         """The fitted direction's thresholds at fitting-set ranks from a risk
         below to above alpha (fixed without the test set), read at test risk
-        alpha (numbaconc.frontier)."""
-        from .frontier import member_ranks, read_at_alpha, threshold_frontier
+        alpha (numbaconc.frontier); under the LU constraint only thresholds
+        whose fitting-set region keeps it."""
+        from .frontier import member_ranks, read_frontier, threshold_frontier
         from .halfspace import project_rows
 
         s = self.splits
@@ -468,9 +481,16 @@ class HalfSpaceFamily(Family):
         if key not in self._projections:  # one direction serves every epsilon of a grid
             self._projections[key] = (project_rows(s.X_fit, fit.w), project_rows(s.X_test, fit.w))
         p_fit, p_test = self._projections[key]
-        ranks = member_ranks(alpha, len(p_fit), len(p_test))
-        counts = threshold_frontier(p_fit, p_test, fit.shift, ranks)
-        out = read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha)
+        lu = self._lu_weights()
+        counts = threshold_frontier(p_fit, p_test, fit.shift, member_ranks(alpha, len(p_fit), len(p_test)),
+                                    lu=lu)
+        out = read_frontier(counts, alpha)
+        ranks = counts["ranks"]
         out.update(parameter="threshold", fixed_by="fitting split (direction chosen as the row's)",
-                   fit_risk_range=[float(ranks[0] / len(p_fit)), float(ranks[-1] / len(p_fit))])
+                   fit_risk_range=[float(ranks[0] / len(p_fit)), float(ranks[-1] / len(p_fit))]
+                   if len(ranks) else None)
+        if lu is not None:
+            out["fixed_by"] += (f"; LU: only thresholds whose fitting-set region keeps mean LU >= "
+                                f"gamma = {s.weights.gamma:g}")
+            out["lu"] = dict(gamma=s.weights.gamma, thresholds_dropped=counts["lu_dropped"])
         return out

@@ -3,8 +3,8 @@
 A fitted region is aimed at a risk somewhat above alpha (the selection target),
 and its adversarial risk rises with its risk, so its test adversarial risk
 overstates h(alpha, eps). For a family whose region moves along one parameter
-(the half-space threshold on a fixed direction; the greedy balls' coverage),
-the fitting split fixes a **frontier**: members E_0 ⊂ E_1 ⊂ ... ⊂ E_{m-1}
+(the half-space threshold on a fixed direction; the coverage of the greedy
+balls or cubes), the fitting split fixes a **frontier**: members E_0 ⊂ E_1 ⊂ ... ⊂ E_{m-1}
 (nested, so their risks and adversarial risks rise with the index), from a
 risk somewhat below to somewhat above alpha. Nothing about the frontier
 depends on the test set. The test set then only evaluates it: counts R_j =
@@ -33,6 +33,14 @@ Reading at alpha (``read_at_alpha``):
   error (the interval spans the whole bracket). When no member is certified
   below (above) alpha the bound is 0 (1): valid, uninformative; widen the
   frontier.
+
+Under the label-uncertainty constraint (numbaconc.lu) the frontier keeps only
+members of the constrained family: thresholds whose fitting-set region has
+mean LU >= gamma, and greedy prefixes whose partial last ball's newly covered
+fitting points do (the full balls meet it by construction). Dropping members
+keeps the rest nested, so the reading and its interval stand as they are; when
+no member is left near alpha, or the test frontier does not reach it, the
+reading is null (``unread``) and ``reading.note`` says why.
 
 h_F(alpha) >= h(alpha, eps) (the family's best region is one candidate), so
 the interval is for the estimate, not the truth: on a Gaussian, where the
@@ -137,21 +145,58 @@ def nested_counts(first_in, first_in_expanded, n_members: int) -> tuple[np.ndarr
     return cum(first_in), cum(first_in_expanded)
 
 
-def threshold_frontier(p_fit, p_test, shift: float, ranks) -> dict:
+def unread(reason: str) -> dict:
+    """A frontier that gives no reading at alpha (null figure and interval), with why."""
+    return dict(adv_risk_at_alpha=None, adv_risk_at_alpha_ci=None,
+                reading=dict(members=0, bracket=None, note=reason))
+
+
+def read_frontier(counts: dict, alpha: float, level: float = 0.95) -> dict:
+    """``read_at_alpha`` of a frontier's test counts, or ``unread`` when the
+    frontier kept no member (``counts["reason"]`` says why)."""
+    if counts.get("reason"):
+        return unread(counts["reason"])
+    return read_at_alpha(counts["risk_counts"], counts["adv_counts"], counts["n"], alpha, level)
+
+
+def _meets_lu(keys, weights, G: int, radii) -> np.ndarray:
+    """For each radius r: do the points with key <= r have sum(weights) >=
+    G * count (numbaconc.lu's integer form of mean LU >= gamma; no point: yes)?"""
+    order = np.argsort(keys, kind="stable")
+    cum = np.concatenate([[0], np.cumsum(np.asarray(weights, dtype=np.int64)[order])])
+    count = np.searchsorted(np.asarray(keys)[order], radii, side="right")
+    return cum[count] >= np.int64(G) * count
+
+
+def threshold_frontier(p_fit, p_test, shift: float, ranks, lu=None) -> dict:
     """Half-space frontier on one fixed direction: member j is {w.x >= b_j}
     with b_j the ranks[j]-th largest fitting projection (ranks increasing, so
     members are nested); its expansion is {w.x >= b_j - shift}. Returns the
-    thresholds and the test counts (R, A)."""
+    thresholds, the ranks kept and the test counts (R, A).
+
+    ``lu``: (int64 weights of the fitting rows, integer threshold G) of
+    numbaconc.lu: only members whose fitting-set region {p >= b_j} (ties kept
+    whole) meets the LU constraint are kept (``lu_dropped`` counts the rest);
+    when none is, ``reason`` says so and the counts are empty."""
     ranks = np.asarray(ranks, dtype=np.int64)
     p_fit = np.asarray(p_fit, dtype=np.float64)
     if len(ranks) < 1 or ranks.min() < 1 or ranks.max() > len(p_fit) or (np.diff(ranks) <= 0).any():
         raise NumbaconcError(f"ranks must increase within [1, {len(p_fit)}]")
     b = -np.partition(-p_fit, ranks - 1)[ranks - 1]  # k-th largest for every k
+    dropped = 0
+    if lu is not None:
+        ok = _meets_lu(-p_fit, lu[0], lu[1], -b)  # {p >= b} = {-p <= -b}
+        dropped = int((~ok).sum())
+        ranks, b = ranks[ok], b[ok]
     s = np.sort(np.asarray(p_test, dtype=np.float64))
     n = len(s)
     R = n - np.searchsorted(s, b, side="left")  # #{p >= b}, inclusive like count_coverage
     A = n - np.searchsorted(s, b - float(shift), side="left")
-    return dict(thresholds=b, risk_counts=R, adv_counts=A, n=n)
+    out = dict(thresholds=b, ranks=ranks, risk_counts=R, adv_counts=A, n=n, lu_dropped=dropped)
+    if not len(ranks):
+        out["reason"] = ("under the LU constraint no threshold of the frontier's range keeps "
+                         "mean LU >= gamma on the fitting set")
+    return out
 
 
 def _sq_distances(X, centers: np.ndarray, block_rows: int = 8192) -> np.ndarray:
@@ -165,6 +210,25 @@ def _sq_distances(X, centers: np.ndarray, block_rows: int = 8192) -> np.ndarray:
         block = np.asarray(X[start:start + block_rows], dtype=np.float64)
         d2 = (block * block).sum(axis=1)[:, None] - 2.0 * (block @ c.T) + c_sq[None, :]
         out[start:start + len(block)] = np.maximum(d2, 0.0)
+    return out
+
+
+def _linf_distances(X, centers: np.ndarray, block_bytes: int = 32 << 20) -> np.ndarray:
+    """(n, T) l-inf distances in float64, row block by row block: the cubes'
+    own keys (kernels.ball_geometry.pair_key), exact integers for uint8 rows
+    and integer centres, and the same float64 differences otherwise."""
+    n, d = X.shape[0], X.shape[1]
+    c = np.asarray(centers, dtype=np.float64)
+    integer = bool(X.dtype == np.uint8 and np.all(c == np.rint(c)) and c.min(initial=0) >= 0
+                   and c.max(initial=0) <= 255)
+    work = np.int16 if integer else np.float64
+    c = c.astype(work)
+    rows = max(64, block_bytes // (np.dtype(work).itemsize * max(d, 1)))
+    out = np.empty((n, len(c)), dtype=np.float64)
+    for start in range(0, n, rows):
+        block = np.asarray(X[start:start + rows]).astype(work)
+        for t in range(len(c)):
+            out[start:start + len(block), t] = np.abs(block - c[t]).max(axis=1)
     return out
 
 
@@ -183,44 +247,77 @@ def _first_members(d2: np.ndarray, block_radii_sq: list, offsets: np.ndarray, gr
 
 
 def ball_prefix_frontier(X_fit, X_test, centers, radii_sq, epsilon: float, alpha: float,
-                         max_members: int = MAX_MEMBERS) -> dict:
+                         max_members: int = MAX_MEMBERS, *, metric: str = "l2", lu=None) -> dict:
     """The greedy balls' frontier, from the fit's own prefix structure: member
     (t, r) = balls 0..t-1 in full plus ball t at radius r, r running over the
     fitting points' distances to centre t up to its fitted radius (the last
     ball's radius also beyond, so the frontier reaches above alpha). Members
     are nested in (t, r); only those whose fitting-set risk lies within
     ``frontier_levels`` are kept (at most ``max_members``, evenly spaced).
-    Nothing here reads the test set but the final counts."""
+    Nothing here reads the test set but the final counts.
+
+    ``metric="linf"``: the greedy cubes (``radii_sq`` holds the l-inf radii,
+    E_eps: radii + eps). ``lu``: (int64 weights of the fitting rows, integer
+    threshold G) of numbaconc.lu: ball t's partial radii are kept only where
+    the fitting points it newly covers (those outside balls 0..t-1) meet the
+    LU constraint, so every member's fitting-set mean LU >= gamma (the
+    fitted balls meet it by construction). When no member is left near
+    alpha, ``reason`` says why and the counts are empty."""
     centers = np.asarray(centers, dtype=np.float64)
     radii_sq = np.asarray(radii_sq, dtype=np.float64)
     T = len(radii_sq)
     if T < 1:
         raise NumbaconcError("a ball frontier needs at least one ball")
     eps = float(epsilon)
-    d2_fit = _sq_distances(X_fit, centers)
-    blocks = []
+    keys = _linf_distances if metric == "linf" else _sq_distances
+    d2_fit = keys(X_fit, centers)
+    n_fit = X_fit.shape[0]
+    outside = np.ones(n_fit, dtype=bool)  # fitting points outside balls 0..t-1
+    blocks, dropped = [], 0
     for t in range(T):
         r2 = np.unique(d2_fit[:, t])
-        blocks.append(r2 if t == T - 1 else r2[r2 <= radii_sq[t]])
-        if t < T - 1 and (not len(blocks[-1]) or blocks[-1][-1] < radii_sq[t]):
-            blocks[-1] = np.append(blocks[-1], radii_sq[t])  # the block ends at the full ball
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blocks])])
+        if t < T - 1:
+            r2 = r2[r2 <= radii_sq[t]]
+            if not len(r2) or r2[-1] < radii_sq[t]:
+                r2 = np.append(r2, radii_sq[t])  # the block ends at the full ball
+        if lu is not None:
+            ok = _meets_lu(d2_fit[outside, t], lu[0][outside], lu[1], r2)
+            if t < T - 1:
+                ok[-1] = True  # the fitted ball (the greedy checked it; later members hold it whole)
+            dropped += int((~ok).sum())
+            r2 = r2[ok]
+        blocks.append(r2)
+        outside &= d2_fit[:, t] > radii_sq[t]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blocks])]).astype(np.int64)
     n_total = int(offsets[-1])
     same = lambda r2: r2  # noqa: E731
-    grown = lambda r2: (np.sqrt(r2) + eps) ** 2  # noqa: E731
+    if metric == "linf":
+        grown = lambda r: r + eps  # noqa: E731
+    else:
+        grown = lambda r2: (np.sqrt(r2) + eps) ** 2  # noqa: E731
     fit_risk = np.cumsum(np.bincount(_first_members(d2_fit, blocks, offsets, same),
                                      minlength=n_total + 1)[:n_total])
-    n_fit = X_fit.shape[0]
     lo, hi = frontier_levels(alpha, n_fit, X_test.shape[0])
     keep = np.flatnonzero((fit_risk >= lo * n_fit) & (fit_risk <= hi * n_fit))
     if len(keep) > max_members:
         keep = keep[np.unique(np.round(np.linspace(0, len(keep) - 1, max_members)).astype(np.int64))]
+    top = float(fit_risk[-1] / n_fit) if n_total else 0.0
+    out = dict(n=X_test.shape[0], lu_dropped=dropped, fit_risk_max=top)
     if not len(keep):
-        raise NumbaconcError("the balls' frontier has no member near alpha on the fitting set")
-    d2_test = _sq_distances(X_test, centers)
+        why = (f"no member of the frontier has a fitting-set risk in [{lo:.4g}, {hi:.4g}] "
+               f"(members reach {top:.4g}")
+        if lu is not None:
+            why += f"; {dropped} partial radii break the LU constraint"
+        out.update(reason=why + ")", risk_counts=np.zeros(0, np.int64),
+                   adv_counts=np.zeros(0, np.int64), fit_risk_range=None)
+        return out
+    d2_test = keys(X_test, centers)
     # a point's first kept member is the first kept index at or after its first member
     first_in = np.searchsorted(keep, _first_members(d2_test, blocks, offsets, same), side="left")
     first_exp = np.searchsorted(keep, _first_members(d2_test, blocks, offsets, grown), side="left")
     R, A = nested_counts(first_in, first_exp, len(keep))
-    return dict(risk_counts=R, adv_counts=A, n=X_test.shape[0],
-                fit_risk_range=[float(fit_risk[keep[0]] / n_fit), float(fit_risk[keep[-1]] / n_fit)])
+    ball = np.searchsorted(offsets, keep, side="right") - 1
+    out.update(risk_counts=R, adv_counts=A, member_ball=ball,
+               member_radius=np.concatenate(blocks)[keep],
+               fit_risk_range=[float(fit_risk[keep[0]] / n_fit), float(fit_risk[keep[-1]] / n_fit)])
+    return out

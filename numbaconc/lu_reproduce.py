@@ -144,16 +144,27 @@ def _with_lu(row) -> bool:
 
 def _summary(rows: list[dict]) -> dict:
     """Mean ± std over seeds of the test figures, the span of the per-seed
-    95 % intervals, how many seeds had test risk >= alpha, mean LU."""
+    95 % intervals, how many seeds had test risk >= alpha, mean LU; and the
+    frontier's reading at alpha (numbaconc.frontier) over the seeds that have
+    one, with the reasons of those that do not."""
     test = [r["test"] for r in rows]
     adv = np.array([t["adv_risk"] for t in test])
     risk = np.array([t["risk"] for t in test])
     lu_test = [t.get("mean_lu") for t in test if t.get("mean_lu") is not None]
     lu_fit = [r["train"].get("mean_lu") for r in rows if r["train"].get("mean_lu") is not None]
+    read = [t for t in test if t.get("adv_risk_at_alpha") is not None]
+    at = np.array([t["adv_risk_at_alpha"] for t in read])
+    unread = sorted({(r.get("frontier") or {}).get("reading", {}).get("note") or "no frontier"
+                     for r in rows if r["test"].get("adv_risk_at_alpha") is None})
     return dict(n=len(rows), risk=risk.mean(), risk_std=risk.std(), adv=adv.mean(),
                 adv_std=adv.std(), lo=min(t["adv_risk_ci"][0] for t in test),
                 hi=max(t["adv_risk_ci"][1] for t in test),
                 valid=sum(r["valid"] for r in rows),
+                at_n=len(read), at=float(at.mean()) if len(read) else None,
+                at_std=float(at.std()) if len(read) else None,
+                at_lo=min((t["adv_risk_at_alpha_ci"][0] for t in read), default=None),
+                at_hi=max((t["adv_risk_at_alpha_ci"][1] for t in read), default=None),
+                unread=unread,
                 lu=float(np.mean(lu_test)) if lu_test else None,
                 lu_fit=float(np.mean(lu_fit)) if lu_fit else None,
                 fit_risk=float(np.mean([r["train"]["risk"] for r in rows])),
@@ -161,9 +172,19 @@ def _summary(rows: list[dict]) -> dict:
                 stopped=sum(bool(r["params"].get("stopped")) for r in rows))
 
 
+def _at_cell(s: dict) -> str:
+    """The reading at alpha: mean ± std over the seeds [span of their 95 % intervals]."""
+    if not s["at_n"]:
+        return "no reading"
+    seeds = "" if s["at_n"] == s["n"] else f" ({s['at_n']}/{s['n']} seeds)"
+    return (f"**{100 * s['at']:.2f} ± {100 * s['at_std']:.2f}** [{100 * s['at_lo']:.2f}, "
+            f"{100 * s['at_hi']:.2f}]{seeds}")
+
+
 def _cell(s: dict) -> str:
-    return (f"{100 * s['risk']:.2f} ± {100 * s['risk_std']:.2f} / **{100 * s['adv']:.2f} ± "
-            f"{100 * s['adv_std']:.2f}** [{100 * s['lo']:.2f}, {100 * s['hi']:.2f}]")
+    """The fitted region's own test risk / adversarial risk [span of its intervals]."""
+    return (f"{100 * s['risk']:.2f} ± {100 * s['risk_std']:.2f} / {100 * s['adv']:.2f} ± "
+            f"{100 * s['adv_std']:.2f} [{100 * s['lo']:.2f}, {100 * s['hi']:.2f}]")
 
 
 def _groups(rows, group):
@@ -200,24 +221,38 @@ def write_lu_report(rows: list[dict], out_dir: Path, *, command: str, versions: 
              "split). The constrained greedy skips every candidate ball or cube whose newly covered "
              "fitting points have mean LU < γ, so the region's mean LU on the fitting set is ≥ γ; "
              "when no candidate meets γ it stops (their code appends the previous ball again).", "",
-             "Cells: test risk / **test adversarial risk**, mean ± std over the seeds, in percent; "
-             "in brackets the span of the seeds' 95 % Clopper–Pearson intervals of the adversarial "
-             "risk. `valid`: seeds whose test risk is ≥ α. Mean LU: of the test points inside the "
-             "region (the constraint binds the fitting points only).", ""]
+             "**At α** (the headline): the test adversarial risk of the region family at test risk "
+             "exactly α, read off a frontier the fitting split fixes (numbaconc.frontier: the "
+             "greedy's own prefixes, the last ball's radius running on), mean ± std over the seeds "
+             "that have a reading, in percent; in brackets the span of their 95 % intervals (which "
+             "cover the test sampling and the interpolation). Under the constraint the frontier "
+             "keeps only prefixes whose partial last ball's newly covered fitting points have mean "
+             "LU ≥ γ, so it is a reading of the constrained family; where no such member reaches α "
+             "there is no reading (the reasons follow the table). An upper bound of 100.00 means that "
+             "no member is certified above α on the test set (under the constraint the last cube "
+             "cannot grow much past α): the reading is then an interpolation with a one-sided "
+             "interval. **Region**: the fitted region's "
+             "own test risk / adversarial risk, mean ± std [span of the 95 % Clopper–Pearson "
+             "intervals of the adversarial risk]; it aims at the selection target, above α. "
+             "`valid`: seeds whose region has test risk ≥ α. Mean LU: of the fitting / test points "
+             "inside the region (the constraint binds the fitting points only).", ""]
     setting = _groups(rows, "setting")
     sweep = _groups(rows, "sweep")
+    unread = {}  # reason -> rows (labels) without a reading at alpha
     lines += ["## Their setting (α = 0.05, δ = 0.05, γ = 0.17)", "",
-              "| region | LU constraint | test risk / adv risk | valid | mean LU fit / test | balls used |"
-              " stopped early |", "|---|---|---|---|---|---|---|"]
+              "| region | LU constraint | at α [95 %] | region: test risk / adv risk | valid | "
+              "mean LU fit / test | balls used | stopped early |", "|---|---|---|---|---|---|---|---|"]
     for (family, metric, alpha, with_lu), items in sorted(setting.items()):
         s = _summary(items)
         label = ("l-inf cubes, ε = 8/255, T = 10" if family == "cubes"
                  else "l2 balls, ε = 0.5, T = 5")
-        lines.append(f"| {label} | {'γ = 0.17' if with_lu else 'none'} | {_cell(s)} | "
+        constraint = "γ = 0.17" if with_lu else "none"
+        _note_unread(unread, s, f"{label}, {constraint}")
+        lines.append(f"| {label} | {constraint} | {_at_cell(s)} | {_cell(s)} | "
                      f"{s['valid']}/{s['n']} | {_lu_text(s)} | {s['balls']:.1f} | {s['stopped']} |")
     lines += ["", "## Adversarial risk against α (l-inf cubes, ε = 8/255, T = 10)", "",
-              "| α | without LU | valid | with LU (γ = 0.17) | valid | mean LU fit / test (with) |"
-              " fit risk (with) | stopped early (with) |",
+              "| α | without LU: at α | region (valid) | with LU (γ = 0.17): at α | region (valid) | "
+              "mean LU fit / test (with) | fit risk (with) | stopped early (with) |",
               "|---|---|---|---|---|---|---|---|"]
     for alpha in sorted({k[2] for k in sweep}):
         free = sweep.get(("cubes", "linf", alpha, False))
@@ -225,22 +260,25 @@ def write_lu_report(rows: list[dict], out_dir: Path, *, command: str, versions: 
         cells = []
         for items, extra in ((free, False), (cons, True)):
             if not items:
-                cells += ["–", "0/0"] + (["–", "–", "–"] if extra else [])
+                cells += ["–", "–"] + (["–", "–", "–"] if extra else [])
                 continue
             st = _summary(items)
-            cells += [_cell(st), f"{st['valid']}/{st['n']}"]
+            _note_unread(unread, st, f"α = {alpha:g}, {'γ = 0.17' if extra else 'no LU'}")
+            cells += [_at_cell(st), f"{_cell(st)} ({st['valid']}/{st['n']})"]
             if extra:
                 cells += [_lu_text(st), f"{100 * st['fit_risk']:.2f}", f"{st['stopped']}/{st['n']}"]
         lines.append(f"| {alpha:g} | " + " | ".join(cells) + " |")
+    if unread:
+        lines += ["", "No reading at α (per row, the frontier's `reading.note`):", ""]
+        lines += [f"- {'; '.join(dict.fromkeys(where))}: {why}" for why, where in unread.items()]
     short = sorted(k[2] for k, items in sweep.items()
                    if k[3] and all(r["params"].get("stopped") for r in items))
     if short:
         lines += ["", f"With the constraint, at α ∈ {{{', '.join(f'{a:g}' for a in short)}}} the "
                   "greedy stopped short on every seed: no cube covering the required number of new "
                   "fitting points (⌈need / (T − t)⌉ up to need) has mean LU ≥ γ, so the region "
-                  "covers less than α and its row is no estimate at α (hollow in the plot). The "
-                  "2022 code appends the previous ball again at this point and counts its points "
-                  "twice."]
+                  "covers less than α and its own figures are no estimate at α. The 2022 code "
+                  "appends the previous ball again at this point and counts its points twice."]
     if sweep:
         try:
             path = plot_lu_sweep(sweep, out_dir / "cifar10-lu-alpha.png")
@@ -259,6 +297,11 @@ def write_lu_report(rows: list[dict], out_dir: Path, *, command: str, versions: 
     return out
 
 
+def _note_unread(unread: dict, s: dict, where: str) -> None:
+    for why in s["unread"]:
+        unread.setdefault(why, []).append(where)
+
+
 def _lu_text(s) -> str:
     if s is None or s["lu"] is None:
         return "–"
@@ -267,32 +310,44 @@ def _lu_text(s) -> str:
 
 def plot_lu_sweep(sweep: dict, out: Path) -> Path:
     """Test adversarial risk against alpha, with and without the constraint:
-    mean over seeds, bars = std, band = span of the 95 % intervals."""
+    the reading at alpha (mean over the seeds that have one, bars = std, band
+    = span of the 95 % intervals; hollow where some seed has none), and the
+    fitted region's own figure (thin dashed)."""
     from .plots import _pyplot, _save
 
     Figure = _pyplot()
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
+    top = 0.0  # the y range: every figure but an uninformative upper bound of 100 %
     for with_lu, colour, label in ((False, "tab:blue", "cubes, no LU constraint"),
                                    (True, "tab:red", f"cubes, mean LU ≥ {SETTING['gamma']:g}")):
         alphas = sorted(k[2] for k in sweep if k[3] == with_lu)
         if not alphas:
             continue
         stats = [_summary(sweep[("cubes", "linf", a, with_lu)]) for a in alphas]
+        top = max([top] + [100 * v for s in stats for v in (s["adv"], s["at"], s["at_hi"])
+                           if v is not None and v < 1.0])
         xs = np.array(alphas) * 100
-        ys = np.array([s["adv"] for s in stats]) * 100
-        ax.errorbar(xs, ys, yerr=np.array([s["adv_std"] for s in stats]) * 100, fmt="-",
-                    color=colour, label=label, capsize=3)
-        short = np.array([s["valid"] < s["n"] for s in stats])
-        ax.plot(xs[~short], ys[~short], "o", color=colour)
-        ax.plot(xs[short], ys[short], "o", mfc="white", color=colour)
-        ax.fill_between(xs, [100 * s["lo"] for s in stats], [100 * s["hi"] for s in stats],
+        ax.plot(xs, np.array([s["adv"] for s in stats]) * 100, "--", color=colour, linewidth=0.8,
+                alpha=0.7, label=f"{label}: fitted region")
+        read = np.array([s["at_n"] > 0 for s in stats])
+        if not read.any():
+            continue
+        st = [s for s, r in zip(stats, read) if r]
+        ys = np.array([s["at"] for s in st]) * 100
+        ax.errorbar(xs[read], ys, yerr=np.array([s["at_std"] for s in st]) * 100, fmt="-",
+                    color=colour, label=f"{label}: at α", capsize=3)
+        whole = np.array([s["at_n"] == s["n"] for s in st])
+        ax.plot(xs[read][whole], ys[whole], "o", color=colour)
+        ax.plot(xs[read][~whole], ys[~whole], "o", mfc="white", color=colour)
+        ax.fill_between(xs[read], [100 * s["at_lo"] for s in st], [100 * s["at_hi"] for s in st],
                         color=colour, alpha=0.15, linewidth=0)
     ax.plot([1, 15], [1, 15], ":", color="black", linewidth=0.8, label="adv risk = α")
-    ax.plot([], [], "o", mfc="white", color="gray", label="hollow: test risk < α on some seed")
+    ax.plot([], [], "o", mfc="white", color="gray", label="hollow: no reading at α on some seed")
+    ax.set_ylim(0, 1.15 * max(top, 15.0))  # a band running off the top: upper bound 100 %
     ax.set_xlabel("α (%)")
     ax.set_ylabel("test adversarial risk (%), ε = 8/255")
     ax.set_title("CIFAR-10 (CIFAR-10H labels), l-inf cubes, T = 10")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return _save(fig, out)

@@ -139,3 +139,35 @@ def fit_greedy_lu_ref(X, alpha, eps, T, delta=0.0, metric="l2", lu=None, gamma=0
         radii.append(r)
         gains.append(g)
     return np.array(centers, dtype=np.int64), np.array(radii), gains, cov, exp, stopped
+
+
+def prefix_frontier_ref(X_fit, X_test, centers, radii, eps, metric, lo, hi, lu=None, gamma=0.0):
+    """The greedy prefixes literally: member (t, r) = balls 0..t-1 in full and
+    ball t at each fitting key r (up to its radius, the full ball included;
+    the last ball at every key); under LU only the (t, r) whose newly covered
+    fitting points (outside balls < t) have sum(floor(lu 2**30)) >=
+    ceil(gamma 2**30) * count (the full balls < T-1 always kept); kept when
+    the fitting risk is in [lo, hi] (fractions of n_fit). Returns [(t, r, R, A)], R
+    and A the test counts of the member and of its expansion."""
+    Df, Dt = keys(X_fit, centers, metric), keys(X_test, centers, metric)
+    T, n_fit = len(radii), len(X_fit)
+    q = None if lu is None else [math.floor(v * 2**30) for v in np.asarray(lu, float)]
+    G = math.ceil(gamma * 2**30)
+    out = []
+    for t in range(T):
+        full_f = (Df[:, :t] <= radii[None, :t]).any(1)
+        full_t = (Dt[:, :t] <= radii[None, :t]).any(1)
+        full_g = (Dt[:, :t] <= grown_key(radii[None, :t], eps, metric)).any(1)
+        rs = np.unique(Df[:, t])
+        if t < T - 1:
+            rs = np.union1d(rs[rs <= radii[t]], [radii[t]])
+        for r in rs:
+            if q is not None and not (t < T - 1 and r == radii[t]):
+                new = np.flatnonzero(~full_f & (Df[:, t] <= r))
+                if sum(q[j] for j in new) < G * len(new):
+                    continue
+            count = (full_f | (Df[:, t] <= r)).sum()
+            if lo * n_fit <= count <= hi * n_fit:
+                out.append((t, r, int((full_t | (Dt[:, t] <= r)).sum()),
+                            int((full_g | (Dt[:, t] <= grown_key(r, eps, metric))).sum())))
+    return out

@@ -222,3 +222,66 @@ def test_cli_gaussian_target_json_schema_and_alpha_curve(tmp_path):
     assert all(r["test"]["adv_risk_at_alpha"] is not None for r in rows)
     assert (out / "curve.png").stat().st_size > 1000
     assert invoke("curve", g, "--alpha", "0.02,1.5", "--out", out).exit_code == 1
+
+
+def test_cube_frontier_is_the_literal_prefixes_and_holds_the_fitted_cubes(tiny_h5):
+    """Cubes (the greedy under l-inf): every member against the literal prefix
+    reference; the fitted region is a member with the region's test counts;
+    the members are the same for another test set of that size (fixed by the
+    fit and the test set's size alone)."""
+    from numbaconc.frontier import ball_prefix_frontier, frontier_levels
+    from reference_balls import prefix_frontier_ref
+
+    with datasets.open_dataset(tiny_h5) as ds:
+        for protocol in ("holdout", "paper"):
+            conc = Concentration(ds, protocol=protocol)
+            est = conc.cubes(alpha=0.05, epsilon=8 / 255, clusters=3)
+            C, r = est.region.arrays["centers"], est.region.arrays["radii"]
+            eps = conc.to_storage(8 / 255)
+            Xf, Xt = np.asarray(conc.X_fit), np.asarray(conc.X_test)
+            c = ball_prefix_frontier(Xf, Xt, C, r, eps, 0.05, max_members=10**6, metric="linf")
+            ref = prefix_frontier_ref(Xf, Xt, C, r, eps, "linf", *frontier_levels(0.05, len(Xf), len(Xt)))
+            np.testing.assert_array_equal(c["member_ball"], [m[0] for m in ref])
+            np.testing.assert_array_equal(c["member_radius"], [m[1] for m in ref])
+            np.testing.assert_array_equal(c["risk_counts"], [m[2] for m in ref])
+            np.testing.assert_array_equal(c["adv_counts"], [m[3] for m in ref])
+            j = np.flatnonzero((c["member_ball"] == len(r) - 1) & (c["member_radius"] == r[-1]))
+            assert len(j) == 1  # the fitted region itself
+            t = est.figures["test"]
+            assert c["risk_counts"][j[0]] == round(t["risk"] * len(Xt))
+            assert c["adv_counts"][j[0]] == round(t["adv_risk"] * len(Xt))
+            noise = np.random.default_rng(1).integers(0, 256, Xt.shape).astype(np.uint8)
+            other = ball_prefix_frontier(Xf, noise, C, r, eps, 0.05, max_members=10**6,
+                                         metric="linf")  # another test set (of the same size)
+            np.testing.assert_array_equal(other["member_ball"], c["member_ball"])
+            np.testing.assert_array_equal(other["member_radius"], c["member_radius"])
+            front = est.to_dict()["frontier"]
+            assert front["parameter"] == "coverage (prefix of the greedy cubes, last cube's radius)"
+            assert front["fixed_by"] == "fitting split (the row's own cubes)" and "lu" not in front
+            if t["adv_risk_at_alpha"] is not None:
+                assert t["adv_risk_at_alpha_ci"][0] <= t["adv_risk_at_alpha"] <= t["adv_risk_at_alpha_ci"][1]
+
+
+def test_cube_interval_covers_the_uniform_square_truth():
+    """One cube centred in the unit square, uniform points: the member of risk
+    p = (2r)^2 has adversarial risk (2r + 2 eps)^2, so the frontier's value at
+    alpha is (sqrt(alpha) + 2 eps)^2 exactly. The interval covers it in >= 95 %
+    of test sets (it is conservative: about 6 points wide at 2,000 test points);
+    negative control: the same frontier at eps / 2 (a wrong expansion, value
+    7.5 % against 10.5 %) is told apart from the truth once the test set is
+    large enough to narrow the interval (20,000 points)."""
+    from numbaconc.frontier import ball_prefix_frontier, read_frontier
+
+    alpha, eps, reps = 0.05, 0.05, 200
+    truth = (math.sqrt(alpha) + 2 * eps) ** 2
+    rng = np.random.default_rng(0)
+    centre, radius = np.array([[0.5, 0.5]]), np.array([0.1])
+
+    def interval(n_fit, n_test, e):
+        Xf, Xt = rng.random((n_fit, 2)), rng.random((n_test, 2))
+        counts = ball_prefix_frontier(Xf, Xt, centre, radius, e, alpha, metric="linf")
+        return read_frontier(counts, alpha)["adv_risk_at_alpha_ci"]
+
+    covered = sum(lo <= truth <= hi for lo, hi in (interval(8000, 2000, eps) for _ in range(reps)))
+    assert covered / reps >= 0.95
+    assert all(hi < truth for _, hi in (interval(20000, 20000, eps / 2) for _ in range(10)))

@@ -256,3 +256,152 @@ def test_cubes_from_numbaconc_lists_in_place():
     np.testing.assert_array_equal(fit.center_index, c)
     np.testing.assert_array_equal(fit.radii_sq, r)
     np.testing.assert_array_equal(fit.expanded, exp)
+
+
+# ------------------------------------------------- the reading at alpha under LU
+
+
+@pytest.mark.parametrize("metric", ["l2", "linf"])
+def test_lu_frontier_members_are_the_constrained_prefixes(metric):
+    """Under LU the greedy's frontier keeps only prefixes whose partial last
+    ball's newly covered fitting points meet gamma: the literal reference's
+    members, each with fitting-set mean LU >= gamma; the constraint binds."""
+    from numbaconc.frontier import ball_prefix_frontier, frontier_levels
+    from reference_balls import keys, prefix_frontier_ref
+
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 6, size=(240, 4)).astype(np.uint8)  # many ties
+    Xt = rng.integers(0, 6, size=(200, 4)).astype(np.uint8)
+    lu = rng.integers(0, 9, 240) / 4.0 * (rng.random(240) < 0.5)
+    gamma, eps, alpha = 0.5, 1.0, 0.1
+    fit = fit_balls(X, alpha, eps, 3, neighbors=KnnMetric(X, 60, metric), metric=metric, lu=lu,
+                    gamma=gamma)
+    assert len(fit.radii_sq) >= 1
+    pair = (lu_weights(lu, 240), lu_threshold(gamma))
+    c = ball_prefix_frontier(X, Xt, fit.centers, fit.radii_sq, eps, alpha, max_members=10**6,
+                             metric=metric, lu=pair)
+    ref = prefix_frontier_ref(X, Xt, fit.centers, fit.radii_sq, eps, metric,
+                              *frontier_levels(alpha, 240, 200), lu=lu, gamma=gamma)
+    assert len(ref) > 0 and c["lu_dropped"] > 0
+    np.testing.assert_array_equal(c["member_ball"], [m[0] for m in ref])
+    np.testing.assert_array_equal(c["member_radius"], [m[1] for m in ref])
+    np.testing.assert_array_equal(c["risk_counts"], [m[2] for m in ref])
+    np.testing.assert_array_equal(c["adv_counts"], [m[3] for m in ref])
+    D = keys(X, fit.centers, metric)
+    for t, r in zip(c["member_ball"], c["member_radius"]):
+        inside = (D[:, :t] <= fit.radii_sq[None, :t]).any(1) | (D[:, t] <= r)
+        assert lu[inside].mean() >= gamma
+    free = ball_prefix_frontier(X, Xt, fit.centers, fit.radii_sq, eps, alpha, max_members=10**6,
+                                metric=metric)
+    assert len(free["risk_counts"]) > len(c["risk_counts"])
+
+
+def test_lu_threshold_frontier_keeps_the_thresholds_meeting_gamma():
+    from numbaconc.frontier import member_ranks, threshold_frontier
+
+    rng = np.random.default_rng(8)
+    p_fit = rng.integers(0, 30, 500).astype(np.float64)  # ties: a region keeps them whole
+    p_test = rng.integers(0, 30, 300).astype(np.float64)
+    lu = rng.random(500) * (p_fit >= 27)  # uncertain at the top: larger regions dilute it
+    gamma = 0.3
+    ranks = member_ranks(0.1, 500, 300)
+    full = threshold_frontier(p_fit, p_test, 2.0, ranks)
+    got = threshold_frontier(p_fit, p_test, 2.0, ranks, lu=(lu_weights(lu, 500), lu_threshold(gamma)))
+    q = lu_weights(lu, 500)
+    meets = [int(q[p_fit >= b].sum()) >= lu_threshold(gamma) * int((p_fit >= b).sum())
+             for b in full["thresholds"]]
+    assert 0 < sum(meets) < len(ranks)
+    np.testing.assert_array_equal(got["ranks"], ranks[meets])
+    np.testing.assert_array_equal(got["risk_counts"], full["risk_counts"][meets])
+    np.testing.assert_array_equal(got["adv_counts"], full["adv_counts"][meets])
+    assert got["lu_dropped"] == len(ranks) - sum(meets)
+    none = threshold_frontier(p_fit, p_test, 2.0, ranks, lu=(lu_weights(lu, 500), lu_threshold(1.5)))
+    assert len(none["ranks"]) == 0 and "LU" in none["reason"]
+
+
+@pytest.mark.parametrize("method,metric", [("cubes", "linf"), ("balls", "l2"),
+                                           ("halfspace", "linf")])
+def test_measure_with_lu_reads_the_constrained_frontier(tiny_h5, method, metric):
+    """The JSON says how LU entered the frontier; a reading lies in its interval."""
+    from numbaconc import datasets
+    from numbaconc.concentration import measure
+    from numbaconc.lu import LabelWeights
+
+    lu = np.random.default_rng(0).random(600) * 0.5
+    with datasets.open_dataset(tiny_h5) as ds:
+        r = measure(ds, metric=metric, alpha=0.05, epsilon=8 / 255, method=method,
+                    weights=LabelWeights(train=lu, gamma=0.3),
+                    **({} if method == "halfspace" else dict(clusters=3)))
+    front, t = r["frontier"], r["test"]
+    assert "LU" in front["fixed_by"] and "gamma = 0.3" in front["fixed_by"]
+    assert front["lu"]["gamma"] == 0.3
+    if t["adv_risk_at_alpha"] is None:
+        assert front["reading"]["note"]
+    else:
+        assert t["adv_risk_at_alpha_ci"][0] <= t["adv_risk_at_alpha"] <= t["adv_risk_at_alpha_ci"][1]
+
+
+def test_no_constrained_member_gives_a_null_reading_with_its_reason(tiny_h5, tmp_path):
+    """gamma above every point: the greedy places no cube, so the reading at
+    alpha is null and says why (the CLI prints `not reached`)."""
+    path = tmp_path / "lu.npy"
+    np.save(path, np.random.default_rng(0).random(600) * 0.5)
+    out = tmp_path / "m.json"
+    res = _invoke("measure", tiny_h5, "--metric", "linf", "--epsilon", "8/255", "--alpha", "0.05",
+                  "--method", "cubes", "-T", "3", "--lu", path, "--gamma", "1.9", "--json", out)
+    assert res.exit_code == 0, res.output
+    assert "not reached" in res.output
+    row = json.loads(out.read_text())
+    assert row["test"]["adv_risk_at_alpha"] is None and row["test"]["adv_risk_at_alpha_ci"] is None
+    assert "placed no cube" in row["frontier"]["reading"]["note"]
+
+
+def test_gamma_without_lu_is_a_one_line_error(tiny_h5, tmp_path):
+    import numbaconc as nc
+    from numbaconc.errors import OptionError
+
+    res = _invoke("measure", tiny_h5, "--metric", "linf", "--epsilon", "0.1", "--method", "cubes",
+                  "--gamma", "0.3")
+    assert res.exit_code == 1 and res.output.count("\n") == 1
+    assert res.output.startswith("error: --gamma needs --lu")
+    res = _invoke("curve", tiny_h5, "--metric", "linf", "--epsilon", "0.1", "--method", "cubes",
+                  "--gamma", "0.3", "--out", tmp_path / "c")
+    assert res.exit_code == 1 and "--gamma needs --lu" in res.output
+    with pytest.raises(OptionError, match="gamma needs lu"):
+        nc.measure(tiny_h5, metric="linf", alpha=0.05, epsilon=0.1, method="cubes", gamma=0.3)
+    with pytest.raises(OptionError, match="gamma needs lu"):
+        nc.curve(tiny_h5, metric="linf", alpha=0.05, epsilon=0.1, method="cubes", gamma=0.3,
+                 out=tmp_path / "c")
+
+
+def _lu_row(seed, alpha, gamma, at, note=None, family="cubes", group="sweep"):
+    """A results.json row as Runner writes it, with only what the LU report reads."""
+    test = dict(risk=alpha + 0.001, adv_risk=2 * alpha, adv_risk_ci=[1.8 * alpha, 2.2 * alpha],
+                adv_risk_at_alpha=at, adv_risk_at_alpha_ci=None if at is None else [at - 0.01, at + 0.01],
+                mean_lu=None if gamma is None else 0.12)
+    return dict(spec=dict(dataset=f"cifar10-lu-seed{seed}", family=family,
+                          metric="linf" if family == "cubes" else "l2", alpha=alpha, group=group,
+                          options={} if gamma is None else dict(gamma=gamma)),
+                test=test, train=dict(risk=alpha, mean_lu=None if gamma is None else 0.18),
+                params=dict(balls_used=10, stopped=None), valid=True,
+                frontier=dict(reading=dict(note=note)), command=f"numbaconc measure seed {seed}")
+
+
+def test_lu_report_leads_with_the_reading_at_alpha(tmp_path):
+    from numbaconc.lu_reproduce import write_lu_report
+
+    rows = []
+    for seed in (0, 1, 2):
+        rows += [_lu_row(seed, 0.05, None, 0.08, group="setting"),
+                 _lu_row(seed, 0.05, 0.17, 0.09 + 0.01 * seed, group="setting"),
+                 _lu_row(seed, 0.1, None, 0.15),
+                 _lu_row(seed, 0.1, 0.17, None, note="the test frontier does not reach alpha")]
+    info = dict(lu_mean=0.08, lu_share=0.12, agreement=0.99, seeds=[0, 1, 2])
+    path = write_lu_report(rows, tmp_path, command="numbaconc reproduce cifar10-lu", versions={},
+                           wall_seconds=1.0, info=info)
+    text = path.read_text()
+    assert "| l-inf cubes, ε = 8/255, T = 10 | none | **8.00 ± 0.00** [7.00, 9.00] | 5.10 ± 0.00 / 10.00" in text
+    assert "| γ = 0.17 | **10.00 ± 0.82** [8.00, 12.00] |" in text
+    assert "| 0.1 | **15.00 ± 0.00** [14.00, 16.00] |" in text and "| no reading |" in text
+    assert "\n- α = 0.1, γ = 0.17: the test frontier does not reach alpha" in text  # once, not per seed
+    assert (tmp_path / "cifar10-lu-alpha.png").stat().st_size > 1000
