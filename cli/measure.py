@@ -55,6 +55,11 @@ def measure(
         help="Boxes: count E_eps within the pixel range [0, 255] (faces whose grown copy leaves it "
              "bind nothing). Default: on for holdout, off for paper (the 2019 count).")] = None,
     delta: Annotated[float, typer.Option(min=0.0, help="Balls: extra coverage delta.")] = 0.0,
+    ball_candidates: Annotated[Optional[int], typer.Option(
+        "--ball-candidates", min=1,
+        help="Balls / cubes: candidate centres are a seeded uniform sample of this many fitting "
+             "rows, each evaluated exactly against every point (for large n). Default: every "
+             "row (the exact greedy).")] = None,
     protocol: Annotated[Protocol, typer.Option(help="holdout (tune on a validation split) or paper (2019: looks at test).")] = Protocol.holdout,
     repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts with seeds seed..seed+R-1.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the validation split and k-means.")] = 0,
@@ -84,7 +89,7 @@ def measure(
                              t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")], box=box.value,
                              domain=domain, delta=delta, repeats=repeats, seed=seed,
                              val_fraction=val_fraction, labels=labels, lu=lu, gamma=gamma,
-                             progress=progress)
+                             ball_candidates=ball_candidates, progress=progress)
     out = result.to_dict()
     print_result(out)  # first: a write failure below (disk full) still shows the figures
     if labels:
@@ -108,7 +113,8 @@ def print_result(result: dict):
     for row in rows:
         test, train = row["test"], row["train"]
         params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()
-                           if k in ("clusters", "q", "box", "domain", "delta", "component", "power", "repeats"))
+                           if k in ("clusters", "q", "box", "domain", "delta", "component", "power", "repeats")
+                           or (k == "candidates" and v != "all"))
         winner = " *" if row.get("family") == result.get("winner") and "families" in result else ""
         table.add_row(row["family"] + winner, params, pct(train["risk"]), pct(train["adv_risk"]),
                       pct(test["risk"], test.get("risk_std")), pct(test["adv_risk"], test.get("adv_risk_std")),

@@ -218,7 +218,7 @@ class MeasureResult(FamilyResult):
 
 def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DEFAULT_T_GRID,
                     box="symmetric", domain=None, delta=0.0, repeats=1, method: str = "best",
-                    lu: bool = False) -> dict:
+                    lu: bool = False, ball_candidates: int | None = None) -> dict:
     """The options each family of ``metric`` sees (what ``inputs.options`` records).
     ``lu``: a label-uncertainty vector is given, so ``best`` under l-inf runs
     cubes (not boxes): the greedy's options."""
@@ -228,7 +228,7 @@ def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DE
     if metric == "l2" or method == "cubes" or (lu and method == "best"):
         default = DEFAULT_BALLS if metric == "l2" else DEFAULT_CUBES
         return dict(clusters=default if clusters is None else clusters, repeats=repeats,
-                    delta=delta)
+                    delta=delta, candidates=ball_candidates)
     return dict(clusters=clusters, q=q, box=box, repeats=repeats, domain=domain,
                 t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None)
 
@@ -239,7 +239,8 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
             box: str = "symmetric", domain: bool | None = None, delta: float = 0.0,
             repeats: int = 1, seed: int = 0, val_fraction: float = 0.2, labels: bool = False,
             y_train=None, y_test=None, scale: float | None = None, lu=None,
-            gamma: float | None = None, progress: Progress | None = None) -> MeasureResult:
+            gamma: float | None = None, ball_candidates: int | None = None,
+            progress: Progress | None = None) -> MeasureResult:
     """Estimate the concentration at (alpha, epsilon) with one region family, or the best of all.
 
     Parameters
@@ -299,6 +300,12 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
     gamma : float, optional
         With ``lu``: the LU threshold (default ``DEFAULT_GAMMA`` = 0.17, Zhang
         and Evans 2022); given without ``lu`` it is an error.
+    ball_candidates : int, optional
+        Balls / cubes: draw the greedy's candidate centres as a seeded
+        (``seed``) uniform sample of this many fitting rows, each still
+        evaluated exactly against every fitting point (for large n; the
+        default, every row a candidate, is the paper's exact greedy).
+        ``params["candidates"]`` records which variant ran.
     progress : callable, optional
         ``progress(done, total)`` during the long stages.
 
@@ -313,7 +320,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
     gamma = _lu_gamma(lu, gamma)
     options = measure_options(metric, clusters=clusters, q=q, tune=tune, t_grid=t_grid, box=box,
                               domain=domain, delta=delta, repeats=repeats, method=method,
-                              lu=lu is not None)
+                              lu=lu is not None, ball_candidates=ball_candidates)
     with _opened(X_train, X_test, y_train=y_train, y_test=y_test, scale=scale) as ds:
         if labels and ds.test.y is None:
             raise OptionError(f"{{labels}}: {ds.path or ds.name} has no test labels (/test/y)",

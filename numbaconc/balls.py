@@ -29,6 +29,7 @@ import numpy as np
 from . import budget
 from .coverage import _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
 from .errors import NumbaconcError
+from .stages import stage
 from .kernels import ball_geometry as _geometry
 from .kernels import balls as _k
 from .validation import (METRICS, REGION_METRICS, check_alpha, check_epsilon, check_float,
@@ -73,8 +74,10 @@ class BallsFit:
 # ------------------------------------------------------------------ helpers
 
 
-def _check_neighbors(neighbors, n: int, metric: str = "l2"):
-    """The lists' indices, validated (read in place: memmaps are not copied)."""
+def _check_neighbors(neighbors, n: int, metric: str = "l2", m: int | None = None):
+    """The lists' indices, validated (read in place: memmaps are not copied);
+    ``m``: rows expected (one per candidate centre; default n)."""
+    m = n if m is None else m
     given = str(getattr(neighbors, "metric", "")).lower()
     if METRICS.get(given) != metric:
         raise NumbaconcError(f"neighbors must be {metric} neighbour lists, got metric {given!r}")
@@ -83,8 +86,8 @@ def _check_neighbors(neighbors, n: int, metric: str = "l2"):
     idx = neighbors.indices
     if not hasattr(idx, "shape") or not hasattr(idx, "dtype"):
         idx = np.asarray(idx)
-    if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < 1 or idx.shape[1] > n:
-        raise NumbaconcError(f"neighbors.indices must have shape ({n}, K) with 1 <= K <= {n}, "
+    if idx.ndim != 2 or idx.shape[0] != m or idx.shape[1] < 1 or idx.shape[1] > n:
+        raise NumbaconcError(f"neighbors.indices must have shape ({m}, K) with 1 <= K <= {n}, "
                              f"got {idx.shape}")
     if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
         raise NumbaconcError(f"neighbors.indices must be integers in [0, {n})")
@@ -95,7 +98,17 @@ def _spot_rows(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, _SPOT_ROWS)).astype(np.int64))
 
 
-def _lists_as_given(X, idx, neighbors, integer, linf):
+def _spot_keys(X, idx, centres, integer, linf):
+    """(spot rows of the lists, their exact keys recomputed from X); list row s
+    belongs to centre ``centres[s]`` (all rows in order when None)."""
+    rows = _spot_rows(len(idx))
+    exact = np.empty((len(rows), idx.shape[1]))
+    _k.list_sqdist(X, rows if centres is None else centres[rows],
+                    np.ascontiguousarray(idx[rows]), integer, linf, exact)
+    return rows, exact
+
+
+def _lists_as_given(X, idx, neighbors, integer, linf, centres=None):
     """(idx, d2) of numbaconc's compact lists used in place (no copy), or None.
 
     Usable when the lists hold exact keys of uint8 data (l2: squared
@@ -112,9 +125,7 @@ def _lists_as_given(X, idx, neighbors, integer, linf):
                         and np.dtype(stored.dtype) == np.int32)
     if not (kept_exactly and np.dtype(idx.dtype) == np.int32 and stored.shape == idx.shape):
         return None
-    rows = _spot_rows(len(idx))
-    exact = np.empty((len(rows), idx.shape[1]))
-    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, linf, exact)
+    rows, exact = _spot_keys(X, idx, centres, integer, linf)
     if not np.array_equal(exact, np.asarray(stored[rows], dtype=np.float64)):
         return None
     if _k.unsorted_rows(idx, stored) > 0:
@@ -122,7 +133,7 @@ def _lists_as_given(X, idx, neighbors, integer, linf):
     return idx, stored
 
 
-def _list_distances(X, idx, neighbors, integer, linf):
+def _list_distances(X, idx, neighbors, integer, linf, centres=None):
     """(dist, recompute): reuse the lists' distances for uint8 data when they are
     exact (numbaconc.neighbours's are: spot-checked on a few rows), else recompute."""
     if not integer:
@@ -131,22 +142,22 @@ def _list_distances(X, idx, neighbors, integer, linf):
     if dist is None or np.shape(dist) != idx.shape:
         return np.zeros((1, 1)), True
     dist = np.ascontiguousarray(dist, dtype=np.float64)
-    rows = _spot_rows(len(idx))
-    exact = np.empty((len(rows), idx.shape[1]))
-    _k.list_sqdist(X, rows, np.ascontiguousarray(idx[rows]), integer, linf, exact)
+    rows, exact = _spot_keys(X, idx, centres, integer, linf)
     if not np.array_equal(exact, np.rint(dist[rows] if linf else dist[rows] ** 2)):
         return np.zeros((1, 1)), True
     return dist, False
 
 
-def _prepared_lists(X, neighbors, n, integer, linf=False):
+def _prepared_lists(X, neighbors, n, integer, linf=False, centres=None):
     """(idx, d2, lim): the neighbour lists sorted by exact (d2, index), and
-    ``lim[i]``: every point with d2 < lim[i] is in row i (kernels.prepare_lists).
+    ``lim[s]``: every point with d2 < lim[s] is in row s (kernels.prepare_lists).
+    Row s is the list of X[centres[s]] (of X[s] when ``centres`` is None).
     numbaconc's compact exact lists are used as they are (memmaps read in
     place); any other lists are copied and re-sorted."""
-    idx = _check_neighbors(neighbors, n, "linf" if linf else "l2")
+    m = n if centres is None else len(centres)
+    idx = _check_neighbors(neighbors, n, "linf" if linf else "l2", m)
     K = idx.shape[1]
-    given = _lists_as_given(X, idx, neighbors, integer, linf)
+    given = _lists_as_given(X, idx, neighbors, integer, linf, centres)
     if given is not None:
         idx, d2 = given
         lim = np.asarray(d2[:, K - 1], dtype=np.float64)
@@ -158,11 +169,12 @@ def _prepared_lists(X, neighbors, n, integer, linf=False):
     idx = np.array(idx, dtype=np.int32 if n < 2**31 else np.int64, order="C", copy=True)
     # squared distances of uint8 rows are exact integers: int32 holds them when
     # d * 255**2 < 2**31 (d <= 33025), at half the memory of float64
-    d2 = np.empty((n, K), dtype=np.int32 if integer and X.shape[1] <= _INT32_MAX_D else np.float64)
-    lim = np.empty(n, dtype=np.float64)
-    dist, recompute = _list_distances(X, idx, neighbors, integer, linf)
-    _k.prepare_lists(X, idx, dist, d2, lim, recompute, integer, 0.0 if integer else _REL_SLACK,
-                     linf)
+    d2 = np.empty((m, K), dtype=np.int32 if integer and X.shape[1] <= _INT32_MAX_D else np.float64)
+    lim = np.empty(m, dtype=np.float64)
+    dist, recompute = _list_distances(X, idx, neighbors, integer, linf, centres)
+    rows = np.arange(m, dtype=np.int64) if centres is None else centres
+    _k.prepare_lists(X, rows, idx, dist, d2, lim, recompute, integer,
+                     0.0 if integer else _REL_SLACK, linf, n)
     return idx, d2, lim
 
 
@@ -269,9 +281,53 @@ def _target(alpha: float, delta: float, n: int) -> int:
 # ---------------------------------------------------------------------- API
 
 
+def sample_candidates(n: int, m: int, seed: int = 0) -> np.ndarray | None:
+    """A seeded uniform sample of m of the n rows as candidate centres, sorted;
+    None (every row: the exact greedy) when m >= n."""
+    m = check_int(m, "candidates", low=1)
+    if m >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False)).astype(np.int64)
+
+
+def check_candidates(candidates, n: int) -> np.ndarray:
+    rows = np.asarray(candidates)
+    if rows.ndim != 1 or len(rows) < 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise NumbaconcError("candidates must be a non-empty 1-d array of row indices")
+    rows = rows.astype(np.int64)
+    if rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0):
+        raise NumbaconcError(f"candidates must be sorted, distinct rows in [0, {n})")
+    return rows
+
+
+def candidate_list_length(k: int, m: int) -> int:
+    """List length for m sampled candidates: k, or fewer so that the m lists
+    (int32 indices and distances) stay within a quarter of the budget (the
+    length changes only how many candidates need the exact evaluation)."""
+    return int(min(k, budget.rows_for(8 * m, _BATCH_SHARE, minimum=1)))
+
+
+def candidate_lists(X, centres, k: int, metric: str = "l2"):
+    """Exact neighbour lists (self included) of the rows ``centres`` among all
+    rows of X (every row when None): m queries against n base rows, written
+    into scratch arrays when they do not fit the budget share."""
+    from .neighbours import knn, list_dtypes, scratch_array  # imported late: optional until needed
+
+    n, d = X.shape
+    if centres is None:
+        return knn(X, k, metric=metric, include_self=True)
+    m = len(centres)
+    idx_type, dist_type, _ = list_dtypes(metric, X.dtype, n, d)
+    out = (scratch_array((m, k), idx_type, _BATCH_SHARE / 2),
+           scratch_array((m, k), dist_type, _BATCH_SHARE / 2))
+    with stage(f"knn_{metric}_candidates", m=m, n=n, d=d, k=k):
+        return knn(X, k, metric=metric, queries=np.ascontiguousarray(X[centres]),
+                   include_self=True, out=out)
+
+
 def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0.0,
               neighbors=None, n_neighbors: int | None = None, progress=None,
-              metric: str = "l2", lu=None, gamma: float = 0.0) -> BallsFit:
+              metric: str = "l2", lu=None, gamma: float = 0.0, candidates=None) -> BallsFit:
     """Greedy union of at most ``n_balls`` balls covering >= ceil(alpha n (1+delta))
     training points with the fewest points within ``epsilon`` of the union.
 
@@ -289,6 +345,10 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     computed with ``numbaconc.neighbours.knn`` with K = n_neighbors or 2 ceil(alpha n).
     Longer lists make more candidates exact from the list alone (faster), any
     K gives the same result. ``progress``: callable (done, total) per ball.
+    ``candidates``: the rows allowed as centres (sorted, distinct; e.g.
+    ``sample_candidates``), None = every row (the paper's greedy). Each is
+    still evaluated exactly against all n points; ``neighbors`` then holds one
+    list per candidate (m x K: the candidates as queries, X as the base).
     """
     X = _as_data(X)
     n = X.shape[0]
@@ -305,30 +365,44 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     lu = check_lu(lu, n, split="X") if lu is not None else None
     lw = lu_weights(lu, n) if lu is not None else np.zeros(n, dtype=np.int64)
     G = lu_threshold(gamma) if lu is not None else 0
+    centres = None if candidates is None else check_candidates(candidates, n)
     if neighbors is None:
         if n_neighbors is None:
             n_neighbors = min(n, 2 * math.ceil(alpha * n))
         n_neighbors = check_int(n_neighbors, "n_neighbors", low=1, high=n)
-        from .neighbours import knn  # imported late: optional until needed
-
-        neighbors = knn(X, int(n_neighbors), metric=metric, include_self=True)
+        neighbors = candidate_lists(X, centres, int(n_neighbors), metric)
     integer = X.dtype == np.uint8
     eps = float(epsilon)
-    idx, d2, lim = _prepared_lists(X, neighbors, n, integer, linf)
+    with stage("balls_lists", n=n, candidates=n if centres is None else len(centres)):
+        idx, d2, lim = _prepared_lists(X, neighbors, n, integer, linf, centres)
+    m = len(idx)  # candidate centres: slot s is row centres[s] (row s when None)
+    with stage("balls_greedy", n=n, candidates=m, T=n_balls):
+        return _greedy(X, idx, d2, lim, centres, N, n_balls, eps, integer, linf, lu, lw, G,
+                       gamma, metric, progress)
+
+
+def _greedy(X, idx, d2, lim, centres, N, n_balls, eps, integer, linf, lu, lw, G, gamma, metric,
+            progress) -> BallsFit:
+    """fit_balls' greedy over prepared lists (slot s: centre row centres[s], or s)."""
+    n = X.shape[0]
+    m = len(idx)
 
     covered = np.zeros(n, dtype=np.bool_)
     expanded = np.zeros(n, dtype=np.bool_)
-    best_gain = np.empty(n, dtype=np.int64)
-    best_r2 = np.empty(n, dtype=np.float64)
-    lower = np.empty(n, dtype=np.int64)
-    list_top = np.empty(n, dtype=np.float64)
+    best_gain = np.empty(m, dtype=np.int64)
+    best_r2 = np.empty(m, dtype=np.float64)
+    lower = np.empty(m, dtype=np.int64)
+    list_top = np.empty(m, dtype=np.float64)
+    # the evaluators take rows of X and read hints and penalties by row
+    top_by_row = list_top if centres is None else np.full(n, -1.0)
     exact = _evaluator(X, integer, linf, lw, G)
     # Bound carried across balls, for candidates once evaluated against all n:
     # later radii are r_m (m >= the later n_lo) among the then-uncovered points,
     # all <= r_{n_hi} of that evaluation; the gain at a radius can only drop by
     # points newly expanded within reach = grown(r_{n_hi}). So
     # gain_later >= profile[floor(log2(n_lo_later))] - penalty.
-    carried = np.full((n, _N_PROFILE), -_k.BIG, dtype=np.int64)
+    # (carried per candidate slot; reach and penalty per row of X)
+    carried = np.full((m, _N_PROFILE), -_k.BIG, dtype=np.int64)
     reach = np.full(n, -1.0)
     penalty = np.zeros(n, dtype=np.int64)
 
@@ -344,13 +418,17 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         _k.list_pass(idx, d2, lim, covered, expanded, n_lo, n_hi, eps, n_exp - n_cov, linf, lw, G,
                      best_gain, best_r2, lower, list_top)
         # a gain not computed from the list is >= both bounds
-        np.maximum(lower, carried[:, int(n_lo).bit_length() - 1] - penalty, out=lower)
-        # lexicographic best (gain, i, r2); argmin returns the smallest i
+        np.maximum(lower, carried[:, int(n_lo).bit_length() - 1]
+                   - (penalty if centres is None else penalty[centres]), out=lower)
+        if centres is not None:
+            top_by_row[centres] = list_top
+        # lexicographic best (gain, i, r2); argmin returns the smallest i (slots
+        # are in row order, so the smallest slot is the smallest row)
         bi = int(np.argmin(best_gain))
         bg, br2 = int(best_gain[bi]), float(best_r2[bi])
         # candidates whose bound could still win (a bound never ties a better r2
         # of the same i: list bounds come after that i's exact radii)
-        pending = np.flatnonzero((lower < bg) | ((lower == bg) & (np.arange(n) < bi)))
+        pending = np.flatnonzero((lower < bg) | ((lower == bg) & (np.arange(m) < bi)))
         pending = pending[np.lexsort((pending, lower[pending]))]
         n_exact = 0
         pos = 0
@@ -363,14 +441,15 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
             cand = rest[keep][:size]
             size = min(2 * size, exact.capacity)
             pos += int(np.flatnonzero(keep)[len(cand) - 1]) + 1
-            out_gain, out_r2, out_top, out_prof = exact(cand, covered, expanded, n_lo, n_hi, eps,
-                                                           list_top)
+            rows = cand if centres is None else centres[cand]
+            out_gain, out_r2, out_top, out_prof = exact(rows, covered, expanded, n_lo, n_hi, eps,
+                                                           top_by_row)
             n_exact += len(cand)
             carried[cand] = out_prof
             # the grown radius, rounded up a hair: over-counting penalties is safe
             grown = out_top + eps if linf else np.maximum(out_top, (np.sqrt(out_top) + eps) ** 2)
-            reach[cand] = grown * (1 + 1e-12)
-            penalty[cand] = 0
+            reach[rows] = grown * (1 + 1e-12)
+            penalty[rows] = 0
             for s, i in enumerate(cand):
                 key = (int(out_gain[s]), int(i), float(out_r2[s]))
                 if key < (bg, bi, br2):
@@ -384,9 +463,10 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
                        f"mean LU >= gamma = {gamma:g}")
             break
 
+        centre = bi if centres is None else int(centres[bi])
         before = expanded.copy()
         before_cov = covered.copy() if lu is not None else None
-        strictly = _geometry.mark_ball(X, X[bi], br2, eps, integer, linf, covered, expanded)
+        strictly = _geometry.mark_ball(X, X[centre], br2, eps, integer, linf, covered, expanded)
         ball_lu = None
         if lu is not None:
             new = covered & ~before_cov
@@ -402,14 +482,14 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
             raise RuntimeError(f"fit_balls: ball {t} gain {bg} but marked {new_exp - new_cov}")
         n_cov += new_cov
         n_exp += new_exp
-        centers.append(bi)
+        centers.append(centre)
         r2s.append(br2)
         # m: the smallest m in [n_lo, n_hi] whose radius is r (one more than the
         # uncovered points strictly inside, if that is >= n_lo)
         history.append(dict(n_lo=n_lo, n_hi=n_hi, m=max(n_lo, strictly + 1), gain=bg,
                             n_covered=n_cov, n_expanded=n_exp, candidates_exact=n_exact,
                             candidates_bounded=int(len(pending)),
-                            center_index=bi, radius_sq=br2, mean_lu=ball_lu))
+                            center_index=centre, radius_sq=br2, mean_lu=ball_lu))
         if progress is not None:
             progress(t + 1, n_balls)
     if progress is not None and len(history) < n_balls:

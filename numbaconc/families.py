@@ -317,8 +317,12 @@ class BallsFamily(Family):
     name = "balls"
     metric = "l2"
 
-    def fit(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None) -> FamilyFit:
-        from .balls import fit_balls
+    def fit(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None,
+            candidates=None) -> FamilyFit:
+        """``candidates``: M = centres drawn as a seeded (``seed``) uniform
+        sample of M fitting rows, each still evaluated exactly against every
+        fitting point (its own M x K lists); None or M >= n: every row."""
+        from .balls import candidate_list_length, fit_balls, sample_candidates
 
         s = self.splits
         s.check_inputs(alpha, epsilon)
@@ -329,20 +333,26 @@ class BallsFamily(Family):
         # whole training set's lists hold for it (the paper protocol's search, shared).
         n = s.ds.train.n_samples
         k = n_neighbors or min(n, max(2 * math.ceil(alpha * n * (1 + delta)), 2000))
-        knn = self.lists.get(self.metric, k, exact_k=False)
+        rows = None if candidates is None else sample_candidates(len(s.X_fit), candidates, s.seed)
+        if rows is None:
+            knn = self.lists.get(self.metric, k, exact_k=False)
+        else:  # lists of the sampled centres only, computed in fit_balls
+            knn, k = None, min(len(s.X_fit), candidate_list_length(k, len(rows)))
         t0 = time.perf_counter()
         # like the half-space thresholds, the coverage aims at the selection
         # target, so that under holdout the balls can pass it on the validation
         # split (``paper``: the target is alpha itself, the 2019 code)
         lu, gamma = s.fit_lu
         fit = fit_balls(s.X_fit, s.selection_alpha(alpha), s.to_storage(epsilon),
-                        int(clusters), delta=delta, neighbors=knn, progress=s.progress,
-                        metric=self.metric, lu=lu, gamma=gamma)
+                        int(clusters), delta=delta, neighbors=knn, n_neighbors=k,
+                        progress=s.progress, metric=self.metric, lu=lu, gamma=gamma,
+                        candidates=rows)
         timings = dict(fit=time.perf_counter() - t0)
         region = self._region(fit.centers, fit.radii_sq, epsilon=s.to_storage(epsilon),
                               scale=s.scale, meta=dict(n_balls=int(clusters), delta=delta))
         params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
-                      n_neighbors=int(knn.k))
+                      n_neighbors=int(k if knn is None else knn.k),
+                      candidates="all" if rows is None else int(len(rows)))
         if lu is not None:
             from .lu import greedy_lu_params
 

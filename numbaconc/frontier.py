@@ -53,6 +53,7 @@ import math
 
 import numpy as np
 
+from . import budget
 from .errors import NumbaconcError
 from .stats import clopper_pearson, clopper_pearson_many
 
@@ -199,10 +200,14 @@ def threshold_frontier(p_fit, p_test, shift: float, ranks, lu=None) -> dict:
     return out
 
 
-def _sq_distances(X, centers: np.ndarray, block_rows: int = 8192) -> np.ndarray:
+def _sq_distances(X, centers: np.ndarray, block_rows: int | None = None) -> np.ndarray:
     """(n, T) squared l2 distances in float64, row block by row block (exact
-    integers for uint8 rows and integer centres: every sum stays below 2**53)."""
+    integers for uint8 rows and integer centres: every sum stays below 2**53,
+    so any block size gives the same values). By default a block and its
+    square (float64) take 1/32 of the memory budget, at most 8192 rows."""
     n = X.shape[0]
+    if block_rows is None:
+        block_rows = budget.rows_for(16 * X.shape[1], 1 / 32, minimum=256, maximum=8192)
     c = np.asarray(centers, dtype=np.float64)
     c_sq = (c * c).sum(axis=1)
     out = np.empty((n, len(c)), dtype=np.float64)

@@ -15,8 +15,10 @@ import numpy as np
 _BLOCK_BYTES = 16 << 20
 
 
-def array_digest(*arrays) -> str:
-    """SHA-256 over (dtype, shape, C-order bytes) of each array, in order."""
+def array_digest(*arrays, after_block=None) -> str:
+    """SHA-256 over (dtype, shape, C-order bytes) of each array, in order.
+    ``after_block(array, start, stop)``: called once each block of rows is
+    hashed (e.g. to release a memmap's pages as the pass goes)."""
     digest = hashlib.sha256()
     for array in arrays:
         shape = tuple(int(s) for s in array.shape)
@@ -29,4 +31,7 @@ def array_digest(*arrays) -> str:
         for start in range(0, shape[0], step):
             block = np.ascontiguousarray(array[start:start + step])
             digest.update(memoryview(block).cast("B"))
+            if after_block is not None:
+                del block
+                after_block(array, start, start + step)
     return digest.hexdigest()

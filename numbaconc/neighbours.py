@@ -45,6 +45,7 @@ not fit the budget share. A cached result with a larger k serves a smaller k
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -155,6 +156,42 @@ def scratch_array(shape, dtype, share: float = 0.25, *, zero: bool = False) -> n
         os.close(fd)
         os.unlink(name)
     return out
+
+
+def _mapped_root(array):
+    """The memmap that owns ``array``'s file mapping (``array`` or a base of it), or None."""
+    while isinstance(array, np.ndarray):
+        if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap):
+            return array
+        array = array.base
+    return None
+
+
+def release_pages(array, start: int = 0, stop: int | None = None) -> None:
+    """Rows [start, stop) of a file-backed memmap (or of a view that slices
+    its columns) are not needed soon: unmap their pages from this process
+    and drop them from the page cache where clean, so a single pass over a
+    large cache file does not keep the file's pages charged to the run. The
+    values are unchanged (pages are read back from the file when touched
+    again). A no-op for arrays in memory and where the calls do not exist."""
+    root = _mapped_root(array)
+    if root is None or root.ndim < 1 or not root.flags.c_contiguous or root.size == 0:
+        return
+    stop = len(root) if stop is None else min(int(stop), len(root))
+    if stop <= start:
+        return
+    row = root.strides[0]
+    page = mmap.PAGESIZE
+    inner = root.offset % mmap.ALLOCATIONGRANULARITY  # where the array starts in its mapping
+    lo = (inner + start * row) // page * page
+    hi = -(-(inner + stop * row) // page) * page
+    try:
+        root.base.madvise(mmap.MADV_DONTNEED, lo, min(hi, len(root.base)) - lo)
+        with open(root.filename, "rb") as f:
+            base = root.offset - inner
+            os.posix_fadvise(f.fileno(), base + lo, hi - lo, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 # ------------------------------------------------------------------ input
@@ -655,15 +692,30 @@ def subset_knn(full: KnnResult, rows, X_subset, k: int | None = None) -> KnnResu
     position[rows] = np.arange(m, dtype=np.int64)
     indices, stored = full.indices, full.stored
     count = np.empty(m, dtype=np.int64)
+    # passes over the whole set's lists in blocks of rows, releasing the pages of
+    # a memmap behind them (each pass reads every row once)
+    step = max(1, _SUBSET_BLOCK_BYTES // max(1, indices.shape[1]
+                                               * (indices.itemsize + stored.itemsize)))
+    blocks = [(a, min(a + step, n), *np.searchsorted(rows, [a, a + step])) for a in range(0, n, step)]
+
+    def done_with(a, b):
+        release_pages(indices, a, b)
+        release_pages(stored, a, b)
+
     if k is None:  # first count, so the output is allocated at its final width
-        _kernels.count_in_subset(indices, rows, position, count)
+        for a, b, sa, sb in blocks:
+            _kernels.count_in_subset(indices, rows[sa:sb], position, count[sa:sb])
+            done_with(a, b)
     k_out = int(count.min()) if k is None else int(k)
     if not 1 <= k_out <= m:
         raise NumbaconcError(f"k={k_out} must be in [1, {m}]")
     idx_type = np.int32 if m < 2**31 else np.int64
     idx = scratch_array((m, k_out), idx_type, _LISTS_SHARE / 2)
     dist = scratch_array((m, k_out), stored.dtype, _LISTS_SHARE / 2)
-    _kernels.filter_to_subset(indices, stored, rows, position, idx, dist, count)
+    for a, b, sa, sb in blocks:
+        _kernels.filter_to_subset(indices, stored, rows[sa:sb], position, idx[sa:sb],
+                                  dist[sa:sb], count[sa:sb])
+        done_with(a, b)
     if k is not None:
         short = np.flatnonzero(count < k_out)
         if len(short):
@@ -677,6 +729,7 @@ def _unit(dtype) -> str:
     return "pixel levels" if np.dtype(dtype) == np.uint8 else "[0,1] units"
 
 
+_SUBSET_BLOCK_BYTES = 64 << 20  # rows of the whole set's lists read per subset step
 _FORMAT = 2  # cache files: int32 indices, compact distances, array_digest
 # lists are held in memory only within this budget share; longer ones are read
 # through a memmap of the cache file (the balls' buffers and a holdout subset's
@@ -760,7 +813,8 @@ def _load_cached(path: Path, dataset, split, metric, include_self, k, n, notice)
             or indices.shape[0] != n:
         notice(f"neighbour-list cache {path.name} has an unexpected layout: recomputing")
         return None
-    if array_digest(indices, stored) != expected:
+    # one pass over the file: its pages are released behind it
+    if array_digest(indices, stored, after_block=release_pages) != expected:
         notice(f"neighbour-list cache {path.name} is damaged (its digest does not match): "
                "recomputing")
         return None

@@ -48,10 +48,11 @@ class Knn:
         self.include_self = True
 
 
-def fit_balls_ref(X, alpha, eps, T, delta=0.0):
+def fit_balls_ref(X, alpha, eps, T, delta=0.0, candidates=None):
     """Returns (centers idx, radii_sq, gains, covered, expanded): the l2
-    greedy without a constraint (fit_greedy_lu_ref below)."""
-    return fit_greedy_lu_ref(X, alpha, eps, T, delta)[:5]
+    greedy without a constraint (fit_greedy_lu_ref below); ``candidates``:
+    the rows allowed as centres (every row when None)."""
+    return fit_greedy_lu_ref(X, alpha, eps, T, delta, candidates=candidates)[:5]
 
 
 def coverage_ref(X, centers, radii_sq, margin):
@@ -93,7 +94,8 @@ class KnnMetric:
         self.include_self = True
 
 
-def fit_greedy_lu_ref(X, alpha, eps, T, delta=0.0, metric="l2", lu=None, gamma=0.0):
+def fit_greedy_lu_ref(X, alpha, eps, T, delta=0.0, metric="l2", lu=None, gamma=0.0,
+                      candidates=None):
     """The greedy of fit_balls_ref under l2 or l-inf, skipping every (centre,
     radius) whose newly covered points fail the LU constraint, in numbaconc's
     integer form (weights floor(lu * 2**30), threshold ceil(gamma * 2**30):
@@ -115,7 +117,8 @@ def fit_greedy_lu_ref(X, alpha, eps, T, delta=0.0, metric="l2", lu=None, gamma=0
         n_lo = math.ceil(need / (T - t))
         n_hi = need
         best = None
-        for i in range(n):
+        for i in range(n) if candidates is None else candidates:
+            i = int(i)
             du = np.sort(D[i, ~cov])
             de = np.sort(D[i, ~exp])
             for m in range(n_lo, n_hi + 1):

@@ -194,3 +194,38 @@ def test_l2_gemm_path_over_the_budget_is_exact(monkeypatch):
     ref_idx, ref_dist = brute_knn(X, 520, "l2")
     np.testing.assert_array_equal(got.indices, ref_idx)
     np.testing.assert_array_equal(got.distances, ref_dist)
+
+
+def test_release_pages_keeps_the_values(tmp_path):
+    """Released rows of a file memmap (or of a column view of it) read back
+    unchanged; arrays in memory are left alone."""
+    values = np.random.default_rng(2).integers(0, 2**31 - 1, size=(3000, 7), dtype=np.int32)
+    np.save(tmp_path / "a.npy", values)  # a header before the data: a non-zero offset
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert isinstance(mapped, np.memmap) and mapped.offset > 0
+    assert mapped.sum() == values.sum()  # every page touched
+    api.release_pages(mapped, 100, 2500)
+    api.release_pages(mapped[:, :3])
+    api.release_pages(mapped, 2999, 10**9)
+    np.testing.assert_array_equal(mapped, values)
+    inside = values.copy()
+    api.release_pages(inside)
+    np.testing.assert_array_equal(inside, values)
+
+
+@pytest.mark.parametrize("k", [None, 6])
+def test_subset_in_small_blocks_equals_one_pass(tmp_path, train_x, monkeypatch, k):
+    """The subset pass goes over the whole set's lists in row blocks (releasing
+    a memmap's pages behind it): any block size gives the same lists."""
+    with datasets.open_dataset(_write(tmp_path / "a.h5", train_x)) as ds:
+        monkeypatch.setattr(budget, "fits", lambda nbytes, share=0.5: False)
+        res, _ = cached_knn(ds, 30, metric="l2")
+        monkeypatch.undo()
+        rows = np.flatnonzero(np.random.default_rng(4).random(90) < 0.7)
+        whole = subset_knn(res, rows, train_x[rows], k)
+        monkeypatch.setattr(api, "_SUBSET_BLOCK_BYTES", 7 * 30 * 8)  # 7 rows a block
+        blocks = subset_knn(res, rows, train_x[rows], k)
+        np.testing.assert_array_equal(blocks.indices, whole.indices)
+        np.testing.assert_array_equal(blocks.stored, whole.stored)
+        ref = subset_knn(knn(train_x, 30, metric="l2"), rows, train_x[rows], k)
+        np.testing.assert_array_equal(blocks.indices, ref.indices)

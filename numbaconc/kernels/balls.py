@@ -26,20 +26,22 @@ BIG = np.int64(1) << np.int64(62)  # "no value" for int64 gains / bounds
 
 
 @jit_parallel
-def prepare_lists(X, idx, dist, d2, lim, recompute, integer, rel_slack, linf):
+def prepare_lists(X, rows, idx, dist, d2, lim, recompute, integer, rel_slack, linf, n):
     """Exact squared distances along each neighbour list, rows sorted by
-    (d2, index), and ``lim[i]``: every point with d2 < lim[i] is in row i.
+    (d2, index), and ``lim[s]``: every point with d2 < lim[s] is in row s.
 
-    ``recompute``: compute d2 from X (else, uint8 data only, d2 = rint(dist**2)
-    from exact neighbour distances; l-inf: rint(dist)). ``idx`` (n, K) is sorted in place with
-    ``d2`` (insertion sort: O(K) when already sorted). A list with K == n holds
-    every point (lim = inf); otherwise lim = the last d2, times 1 - rel_slack
-    for float data (the lists' own distances may differ from ours by rounding).
+    Row s is the list of X[rows[s]] among the n rows of X. ``recompute``:
+    compute d2 from X (else, uint8 data only, d2 = rint(dist**2) from exact
+    neighbour distances; l-inf: rint(dist)). ``idx`` (m, K) is sorted in place
+    with ``d2`` (insertion sort: O(K) when already sorted). A list with K == n
+    holds every point (lim = inf); otherwise lim = the last d2, times
+    1 - rel_slack for float data (the lists' own distances may differ from
+    ours by rounding).
     """
-    n, K = idx.shape
-    for i in prange(n):
+    K = idx.shape[1]
+    for i in prange(idx.shape[0]):
         if recompute:
-            xi = X[i]
+            xi = X[rows[i]]
             for p in range(K):
                 d2[i, p] = pair_key(xi, X[idx[i, p]], integer, linf)
         elif linf:

@@ -1,0 +1,130 @@
+"""Sampled ball candidates (issue 12, item 4): the greedy's centres restricted
+to a seeded sample of rows, each candidate still evaluated exactly against
+all n points. Compared with the brute-force greedy over the same candidates
+(reference_balls), and with the exact greedy when the sample is every row."""
+
+import numpy as np
+import pytest
+
+from numbaconc.balls import (candidate_list_length, candidate_lists, fit_balls,
+                             sample_candidates)
+from numbaconc.budget import budget
+from numbaconc.errors import NumbaconcError
+from numbaconc.neighbours import knn
+from reference_balls import fit_balls_ref, fit_greedy_lu_ref
+from test_balls import _data, _fit_dict
+
+
+class _Lists:
+    """Stand-in KnnResult: rows ``rows`` of brute-force lists of X (self included)."""
+
+    def __init__(self, X, rows, k, metric="l2"):
+        from reference_balls import brute_knn_metric
+
+        idx, dist = brute_knn_metric(X, k, metric)
+        self.indices, self.distances = idx[rows], dist[rows]
+        self.metric, self.k, self.include_self = metric, k, True
+
+
+def _assert_same_as_reference(X, alpha, eps, T, delta, rows, fit):
+    centers, radii_sq, gains, cov, exp = fit_balls_ref(X, alpha, eps, T, delta, candidates=rows)
+    np.testing.assert_array_equal(fit.center_index, centers)
+    np.testing.assert_array_equal(fit.radii_sq, radii_sq)
+    assert [h["gain"] for h in fit.history] == gains
+    np.testing.assert_array_equal(fit.covered, cov)
+    np.testing.assert_array_equal(fit.expanded, exp)
+    assert set(fit.center_index.tolist()) <= set(rows.tolist())
+
+
+@pytest.mark.parametrize("kind", ["levels", "extremes", "clusters", "float"])
+@pytest.mark.parametrize("k", [3, 20, 60])
+def test_sampled_candidates_match_the_reference(kind, k):
+    n, d = 60, 6
+    X = _data(kind, n, d, seed=11 + k)
+    scale = {"levels": 1.0, "extremes": 255.0, "clusters": 30.0, "float": 0.5}[kind]
+    rows = sample_candidates(n, 17, seed=k)
+    for alpha, eps, T, delta in [(0.1, 1.0, 3, 0.0), (0.25, 2.5, 4, 0.25), (0.05, 0.0, 1, 0.0)]:
+        fit = fit_balls(X, alpha, eps * scale, T, delta=delta, neighbors=_Lists(X, rows, k),
+                        candidates=rows)
+        _assert_same_as_reference(X, alpha, eps * scale, T, delta, rows, fit)
+        # the lists computed by fit_balls itself (m queries against all n) give the same
+        own = fit_balls(X, alpha, eps * scale, T, delta=delta, n_neighbors=k, candidates=rows)
+        assert _fit_dict(own) == _fit_dict(fit)
+
+
+def test_short_lists_send_candidates_to_the_exact_evaluation():
+    X = _data("clusters", 300, 8, seed=5)
+    rows = sample_candidates(300, 40, seed=1)
+    fit = fit_balls(X, 0.1, 40.0, 4, delta=0.25, n_neighbors=4, candidates=rows)
+    _assert_same_as_reference(X, 0.1, 40.0, 4, 0.25, rows, fit)
+    assert sum(h["candidates_exact"] for h in fit.history) > 0
+
+
+def test_every_row_as_candidate_is_the_exact_greedy():
+    X = _data("clusters", 120, 8, seed=6)
+    exact = fit_balls(X, 0.1, 30.0, 3, n_neighbors=15)
+    every = fit_balls(X, 0.1, 30.0, 3, n_neighbors=15, candidates=np.arange(120))
+    assert _fit_dict(every) == _fit_dict(exact)
+
+
+def test_cubes_with_sampled_candidates():
+    X = _data("levels", 50, 5, seed=8)
+    rows = sample_candidates(50, 12, seed=2)
+    fit = fit_balls(X, 0.2, 1.0, 3, metric="linf", neighbors=_Lists(X, rows, 10, "linf"),
+                    candidates=rows)
+    centers, radii, gains, cov, exp, _ = fit_greedy_lu_ref(X, 0.2, 1.0, 3, metric="linf",
+                                                           candidates=rows)
+    np.testing.assert_array_equal(fit.center_index, centers)
+    np.testing.assert_array_equal(fit.radii_sq, radii)
+    np.testing.assert_array_equal(fit.covered, cov)
+    np.testing.assert_array_equal(fit.expanded, exp)
+
+
+def test_candidate_lists_are_the_rows_of_the_all_pairs_lists():
+    X = _data("clusters", 400, 16, seed=9)
+    rows = sample_candidates(400, 50, seed=3)
+    full = knn(X, 30, metric="l2")
+    part = candidate_lists(X, rows, 30)
+    np.testing.assert_array_equal(part.indices, full.indices[rows])
+    np.testing.assert_array_equal(part.stored, full.stored[rows])
+    with budget("64M"):  # the budget caps the list length (m x K x 8 bytes in a quarter)
+        assert candidate_list_length(10**6, 50) == (64 << 20) // 4 // 400
+        assert candidate_list_length(30, 50) == 30
+
+
+def test_sample_is_seeded_sorted_and_all_rows_when_large():
+    a = sample_candidates(1000, 100, seed=4)
+    assert np.array_equal(a, sample_candidates(1000, 100, seed=4))
+    assert not np.array_equal(a, sample_candidates(1000, 100, seed=5))
+    assert len(a) == 100 and np.all(np.diff(a) > 0) and a[0] >= 0 and a[-1] < 1000
+    assert sample_candidates(1000, 1000) is None and sample_candidates(10, 50) is None
+    with pytest.raises(NumbaconcError, match="candidates"):
+        sample_candidates(10, 0)
+
+
+def test_bad_candidates():
+    X = _data("levels", 30, 4, seed=7)
+    for rows in ([3, 1], [0, 0], [-1, 2], [5, 30], [], [[1, 2]], [0.5]):
+        with pytest.raises(NumbaconcError, match="candidates"):
+            fit_balls(X, 0.1, 1.0, 2, n_neighbors=5, candidates=np.array(rows))
+    rows = np.array([1, 4, 9])
+    with pytest.raises(NumbaconcError, match=r"shape \(3, K\)"):  # lists of every row: wrong
+        fit_balls(X, 0.1, 1.0, 2, neighbors=_Lists(X, np.arange(30), 5), candidates=rows)
+
+
+def test_measure_records_the_variant(tiny_h5):
+    from numbaconc.api import measure
+
+    tiny_dataset_path = str(tiny_h5)
+    exact = measure(tiny_dataset_path, metric="l2", alpha=0.05, epsilon=0.2, method="balls",
+                    clusters=3)
+    assert exact.data["params"]["candidates"] == "all"
+    sampled = measure(tiny_dataset_path, metric="l2", alpha=0.05, epsilon=0.2, method="balls",
+                      clusters=3, ball_candidates=40)
+    assert sampled.data["params"]["candidates"] == 40
+    assert sampled.data["inputs"]["options"]["candidates"] == 40
+    assert any(s["stage"] == "knn_l2_candidates" for s in sampled.data["stages"])
+    every = measure(tiny_dataset_path, metric="l2", alpha=0.05, epsilon=0.2, method="balls",
+                    clusters=3, ball_candidates=10**6)  # at least n: every row, exact
+    assert every.data["params"]["candidates"] == "all"
+    assert every.data["test"] == exact.data["test"] and every.data["train"] == exact.data["train"]
