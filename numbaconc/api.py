@@ -20,6 +20,7 @@ import numpy as np
 from . import datasets
 from .boxes import DEFAULT_T_GRID
 from .datasets import Dataset
+from .density import parse_density_sample
 from .errors import NumbaconcError, OptionError
 from .regions import Region
 
@@ -206,7 +207,7 @@ class MeasureResult(FamilyResult):
 
 def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DEFAULT_T_GRID,
                     box="symmetric", domain=None, delta=0.0, repeats=1, method: str = "best",
-                    lu: bool = False) -> dict:
+                    lu: bool = False, density_sample=None) -> dict:
     """The options each family of ``metric`` sees (what ``inputs.options`` records).
     ``lu``: a label-uncertainty vector is given, so ``best`` under l-inf runs
     cubes (not boxes): the greedy's options."""
@@ -218,7 +219,8 @@ def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DE
         return dict(clusters=default if clusters is None else clusters, repeats=repeats,
                     delta=delta)
     return dict(clusters=clusters, q=q, box=box, repeats=repeats, domain=domain,
-                t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None)
+                t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None,
+                density_sample=parse_density_sample(density_sample))
 
 
 def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
@@ -227,7 +229,8 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
             box: str = "symmetric", domain: bool | None = None, delta: float = 0.0,
             repeats: int = 1, seed: int = 0, val_fraction: float = 0.2, labels: bool = False,
             y_train=None, y_test=None, scale: float | None = None, lu=None,
-            gamma: float = DEFAULT_GAMMA, progress: Progress | None = None) -> MeasureResult:
+            gamma: float = DEFAULT_GAMMA, density_sample=None,
+            progress: Progress | None = None) -> MeasureResult:
     """Estimate the concentration at (alpha, epsilon) with one region family, or the best of all.
 
     Parameters
@@ -286,6 +289,11 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
         apply; ``best`` runs the families that do).
     gamma : float
         With ``lu``: the LU threshold (0.17 in Zhang and Evans 2022).
+    density_sample : {None, "auto", "exact"} or int
+        Boxes: the density score (numbaconc.density). ``auto`` (None): the
+        exact all-pairs l1 kNN up to 200,000 fitting rows, else the k'-th
+        neighbour within a seeded sample of 20,000 fitting rows; ``exact``;
+        or a sample of that many rows. ``params["density"]`` says which ran.
     progress : callable, optional
         ``progress(done, total)`` during the long stages.
 
@@ -299,7 +307,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
 
     options = measure_options(metric, clusters=clusters, q=q, tune=tune, t_grid=t_grid, box=box,
                               domain=domain, delta=delta, repeats=repeats, method=method,
-                              lu=lu is not None)
+                              lu=lu is not None, density_sample=density_sample)
     with _opened(X_train, X_test, y_train=y_train, y_test=y_test, scale=scale) as ds:
         if labels and ds.test.y is None:
             raise OptionError(f"{{labels}}: {ds.path or ds.name} has no test labels (/test/y)",
@@ -412,7 +420,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
           epsilon_texts: Sequence[str] | None = None, save: bool = True,
           command: str | None = None, row_command: Callable | None = None,
           log: Callable[[str], None] | None = None,
-          progress: Progress | None = None, lu=None, gamma: float = DEFAULT_GAMMA) -> CurveResult:
+          progress: Progress | None = None, lu=None, gamma: float = DEFAULT_GAMMA,
+          density_sample=None) -> CurveResult:
     """Concentration across a grid of epsilons (or of alphas), every neighbour
     list and clustering reused; a resumable run folder.
 
@@ -449,6 +458,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     lu, gamma
         As in ``measure``: balls, cubes and half-spaces keep mean LU >=
         ``gamma`` (rows with gamma carry the vector's digest in their key).
+    density_sample
+        As in ``measure`` (boxes); a row's key includes it when given.
     """
     from .concentration import FAMILIES, METHODS, canonical_metric
     from .reproduction import Runner, curve_rows
@@ -470,7 +481,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     methods = list(families) + ["best"] if method == "best" else [method]
     if metric == "linf" and method != "cubes":
         options = dict(box=box, repeats=repeats, clusters=clusters, q=q, domain=domain,
-                       t_grid=None if clusters is not None else tuple(int(t) for t in t_grid))
+                       t_grid=None if clusters is not None else tuple(int(t) for t in t_grid),
+                       density_sample=parse_density_sample(density_sample))
     else:
         options = dict(clusters=clusters or (DEFAULT_BALLS if metric == "l2" else DEFAULT_CUBES),
                        delta=delta)
