@@ -40,10 +40,19 @@ class StageCpu(logging.Handler):
             row["count"] += 1
             row["cpu_seconds"] += now[0] - cpu0
             row["wall_seconds"] += now[1] - wall0
+            print(f"stage {name}: {now[0] - cpu0:.1f} CPU-s, {now[1] - wall0:.1f} s", file=sys.stderr,
+                  flush=True)
 
 
 def main(out: str, args: list[str]) -> int:
+    import signal
+
     from numbaconc_cli.main import app
+
+    def stop(signum, frame):  # SIGTERM: still write what was measured
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
     handler = StageCpu()
     log = logging.getLogger("numbaconc.stages")
