@@ -48,7 +48,7 @@ def test_the_foundations_import_no_estimator():
 
 ESTIMATORS = {"boxes", "boxes_coverage", "balls", "halfspace", "kmeans", "neighbours",
               "concentration", "frontier", "optimal_loss", "families", "api", "reproduction",
-              "report", "cluster", "lu_reproduce"}
+              "report", "lu_reproduce"}
 
 
 def test_regions_and_their_geometry_import_no_estimator():
