@@ -62,6 +62,9 @@ def measure(
              "row (the exact greedy).")] = None,
     protocol: Annotated[Protocol, typer.Option(help="holdout (tune on a validation split) or paper (2019: looks at test).")] = Protocol.holdout,
     repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts with seeds seed..seed+R-1.")] = 1,
+    density_sample: Annotated[str, typer.Option(
+        "--density-sample", metavar="auto|exact|M",
+        help="Boxes: the density score. auto (exact all-pairs l1 kNN up to 200,000 fitting rows, else a seeded sample of 20,000), exact, or a sample of M fitting rows (k scaled to k m / n).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the validation split and k-means.")] = 0,
     val_fraction: Annotated[float, typer.Option(help="holdout: fraction of train held out for selection.")] = 0.2,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result as JSON.")] = None,
@@ -89,7 +92,8 @@ def measure(
                              t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")], box=box.value,
                              domain=domain, delta=delta, repeats=repeats, seed=seed,
                              val_fraction=val_fraction, labels=labels, lu=lu, gamma=gamma,
-                             ball_candidates=ball_candidates, progress=progress)
+                             ball_candidates=ball_candidates, density_sample=density_sample,
+                             progress=progress)
     out = result.to_dict()
     print_result(out)  # first: a write failure below (disk full) still shows the figures
     if labels:
@@ -115,6 +119,9 @@ def print_result(result: dict):
         params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()
                            if k in ("clusters", "q", "box", "domain", "delta", "component", "power", "repeats")
                            or (k == "candidates" and v != "all"))
+        density = row["params"].get("density") or {}
+        if density.get("variant") == "sample":
+            params += f", density: sample of {density['sample_rows']:,} (k'={density['k_sample']})"
         winner = " *" if row.get("family") == result.get("winner") and "families" in result else ""
         table.add_row(row["family"] + winner, params, pct(train["risk"]), pct(train["adv_risk"]),
                       pct(test["risk"], test.get("risk_std")), pct(test["adv_risk"], test.get("adv_risk_std")),

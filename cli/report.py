@@ -60,6 +60,8 @@ def measure_command(spec, data_ref: str) -> str:
             parts.append(f"--box {opts['box']}")
         if opts.get("domain") is not None:
             parts.append("--domain" if opts["domain"] else "--no-domain")
+        if opts.get("density_sample") is not None:
+            parts.append(f"--density-sample {opts['density_sample']}")
     if opts.get("repeats", 1) > 1:
         parts.append(f"--repeats {opts['repeats']}")
     if opts.get("delta") and (spec.metric == "l2" or spec.family == "cubes"):
@@ -115,6 +117,9 @@ def curve(
         help="Boxes: count E_eps within the pixel range (default: on for holdout, off for paper).")] = None,
     delta: Annotated[float, typer.Option(min=0.0, help="Balls: extra coverage delta.")] = 0.0,
     repeats: Annotated[int, typer.Option(min=1, help="Boxes: k-means restarts.")] = 1,
+    density_sample: Annotated[str, typer.Option(
+        "--density-sample", metavar="auto|exact|M",
+        help="Boxes: the density score. auto (exact all-pairs l1 kNN up to 200,000 fitting rows, else a seeded sample of 20,000), exact, or a sample of M fitting rows (k scaled to k m / n).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for curve.json and curve.png.")] = Path("runs/curve"),
     force: Annotated[bool, typer.Option("--force", help="Recompute finished rows.")] = False,
@@ -137,7 +142,7 @@ def curve(
                            box=box, domain=domain, delta=delta, repeats=repeats, seed=seed,
                            force=force, save=False, command=_command_line(),
                            row_command=measure_command, log=_log, progress=progress,
-                           lu=lu, gamma=gamma)
+                           lu=lu, gamma=gamma, density_sample=density_sample)
     rows = result.rows
     table = Table(title=f"{data} {result.metric} alpha={','.join(f'{a:g}' for a in alphas)} ({protocol})")
     for col in ("alpha", "epsilon", "family", "test risk", "test adv risk", "95 % CI", "adv risk at alpha [95 %]",

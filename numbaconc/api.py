@@ -20,6 +20,7 @@ import numpy as np
 from . import datasets
 from .boxes import DEFAULT_T_GRID
 from .datasets import Dataset
+from .density import parse_density_sample
 from .errors import NumbaconcError, OptionError
 from .regions import Region
 
@@ -218,7 +219,8 @@ class MeasureResult(FamilyResult):
 
 def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DEFAULT_T_GRID,
                     box="symmetric", domain=None, delta=0.0, repeats=1, method: str = "best",
-                    lu: bool = False, ball_candidates: int | None = None) -> dict:
+                    lu: bool = False, ball_candidates: int | None = None,
+                    density_sample=None) -> dict:
     """The options each family of ``metric`` sees (what ``inputs.options`` records).
     ``lu``: a label-uncertainty vector is given, so ``best`` under l-inf runs
     cubes (not boxes): the greedy's options."""
@@ -230,7 +232,8 @@ def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DE
         return dict(clusters=default if clusters is None else clusters, repeats=repeats,
                     delta=delta, candidates=ball_candidates)
     return dict(clusters=clusters, q=q, box=box, repeats=repeats, domain=domain,
-                t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None)
+                t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None,
+                density_sample=parse_density_sample(density_sample))
 
 
 def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
@@ -239,7 +242,7 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
             box: str = "symmetric", domain: bool | None = None, delta: float = 0.0,
             repeats: int = 1, seed: int = 0, val_fraction: float = 0.2, labels: bool = False,
             y_train=None, y_test=None, scale: float | None = None, lu=None,
-            gamma: float | None = None, ball_candidates: int | None = None,
+            gamma: float | None = None, ball_candidates: int | None = None, density_sample=None,
             progress: Progress | None = None) -> MeasureResult:
     """Estimate the concentration at (alpha, epsilon) with one region family, or the best of all.
 
@@ -306,6 +309,11 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
         evaluated exactly against every fitting point (for large n; the
         default, every row a candidate, is the paper's exact greedy).
         ``params["candidates"]`` records which variant ran.
+    density_sample : {None, "auto", "exact"} or int
+        Boxes: the density score (numbaconc.density). ``auto`` (None): the
+        exact all-pairs l1 kNN up to 200,000 fitting rows, else the k'-th
+        neighbour within a seeded sample of 20,000 fitting rows; ``exact``;
+        or a sample of that many rows. ``params["density"]`` says which ran.
     progress : callable, optional
         ``progress(done, total)`` during the long stages.
 
@@ -320,7 +328,8 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
     gamma = _lu_gamma(lu, gamma)
     options = measure_options(metric, clusters=clusters, q=q, tune=tune, t_grid=t_grid, box=box,
                               domain=domain, delta=delta, repeats=repeats, method=method,
-                              lu=lu is not None, ball_candidates=ball_candidates)
+                              lu=lu is not None, ball_candidates=ball_candidates,
+                              density_sample=density_sample)
     with _opened(X_train, X_test, y_train=y_train, y_test=y_test, scale=scale) as ds:
         if labels and ds.test.y is None:
             raise OptionError(f"{{labels}}: {ds.path or ds.name} has no test labels (/test/y)",
@@ -433,7 +442,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
           epsilon_texts: Sequence[str] | None = None, save: bool = True,
           command: str | None = None, row_command: Callable | None = None,
           log: Callable[[str], None] | None = None,
-          progress: Progress | None = None, lu=None, gamma: float | None = None) -> CurveResult:
+          progress: Progress | None = None, lu=None, gamma: float | None = None,
+          density_sample=None) -> CurveResult:
     """Concentration across a grid of epsilons (or of alphas), every neighbour
     list and clustering reused; a resumable run folder.
 
@@ -471,6 +481,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
         As in ``measure``: balls, cubes and half-spaces keep mean LU >=
         ``gamma`` (rows with gamma carry the vector's digest in their key);
         ``gamma`` without ``lu`` is an error.
+    density_sample
+        As in ``measure`` (boxes); a row's key includes it when given.
     """
     from .concentration import FAMILIES, METHODS, canonical_metric
     from .reproduction import Runner, curve_rows
@@ -493,7 +505,8 @@ def curve(data: DataLike, *, metric: str, alpha, epsilon, out, method: str = "be
     methods = list(families) + ["best"] if method == "best" else [method]
     if metric == "linf" and method != "cubes":
         options = dict(box=box, repeats=repeats, clusters=clusters, q=q, domain=domain,
-                       t_grid=None if clusters is not None else tuple(int(t) for t in t_grid))
+                       t_grid=None if clusters is not None else tuple(int(t) for t in t_grid),
+                       density_sample=parse_density_sample(density_sample))
     else:
         options = dict(clusters=clusters or (DEFAULT_BALLS if metric == "l2" else DEFAULT_CUBES),
                        delta=delta)

@@ -21,14 +21,15 @@ the selection set.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import cluster
 from .boxes_coverage import boxes_from_clusters
+from .datasets import RowView
 from .errors import NumbaconcError
-from .kmeans import kmeans
+from .kmeans import kmeans, rows_in_memory
 from .regions import Region, box_region
 
 DEFAULT_T_GRID = (5, 10, 15, 20, 40, 75)
@@ -47,7 +48,7 @@ class BoxesModel:
     """Fits box regions on one fitting set, memoising k-means per (T, q, seed),
     so an epsilon grid or a q search never repeats a clustering."""
 
-    X: np.ndarray            # fitting set, storage units
+    X: np.ndarray            # fitting set (array, memmap or RowView), storage units
     scores: np.ndarray       # density score per row of X
     scale: float
     shape: str = "symmetric"
@@ -65,7 +66,8 @@ class BoxesModel:
         return int(math.floor(q * len(self.X)))
 
     def boxes(self, n_clusters: int, q: float, seed: int):
-        """(centers, half_widths, kmeans result) for T clusters on the top-q dense set."""
+        """(centers, half_widths, kmeans result without its labels) for T
+        clusters on the top-q dense set."""
         n_dense = self.n_dense(q)
         if n_dense < n_clusters:
             raise NumbaconcError(
@@ -73,14 +75,16 @@ class BoxesModel:
             )
         key = (n_clusters, n_dense, seed)
         if key not in self._cache:
-            dense_rows = np.sort(self._order[:n_dense])
-            D = np.ascontiguousarray(self.X[dense_rows])
+            # D: an index array over the fitting rows, held in memory only
+            # when it fits the budget share (k-means reads it every iteration)
+            D = rows_in_memory(RowView(self.X, np.sort(self._order[:n_dense])))
             km = kmeans(D, n_clusters, metric=self.kmeans_metric, init="random",
                         max_iter=self.max_iter, random_state=seed)
             centers, half_widths = boxes_from_clusters(
                 D, km.labels, n_clusters, centers=km.centers, shape=self.shape
             )
-            self._cache[key] = (centers, half_widths, km)
+            # a tuning run fits dozens of (T, q): keep no n_dense-long labels per fit
+            self._cache[key] = (centers, half_widths, replace(km, labels=None))
         return self._cache[key]
 
     def prefit(self, keys) -> None:

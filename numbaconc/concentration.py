@@ -40,7 +40,8 @@ FAMILIES = {"linf": ("boxes", "halfspace"), "l2": ("balls", "halfspace")}
 FAMILY_METRIC = {"boxes": "linf", "balls": "l2", "cubes": "linf"}
 FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2", "cubes": "l-inf"}
 METHOD_OPTIONS = {
-    "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain"),
+    "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain",
+              "density_sample"),
     "balls": ("clusters", "delta", "n_neighbors", "candidates"),
     "cubes": ("clusters", "delta", "n_neighbors", "candidates"),
     "halfspace": ("n_components",),
@@ -119,9 +120,10 @@ class Concentration:
     ``X_fit``, ``X_select`` and ``X_test`` are row views of the file, never
     copies. Half-spaces, every evaluation and the box coverage read them in
     blocks sized by the memory budget. Where a stage needs a dense array it
-    materialises only its own subset: the boxes' k-means and box fit the
-    dense set D (floor(q * n) rows), the balls the fitting set (in
-    ``fit_balls``).
+    materialises only its own subset, and only when it fits the budget share:
+    the boxes' k-means and box fit the dense set D (floor(q * n) rows, an index
+    array over the fitting rows, else read in blocks); the balls the fitting
+    set (in ``fit_balls``).
     """
 
     def __init__(self, dataset: Dataset, *, protocol: str = "holdout",

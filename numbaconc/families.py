@@ -24,6 +24,7 @@ import numpy as np
 
 from .boxes import DEFAULT_T_GRID, DENSITY_K, BoxesModel, search_q, tune_boxes
 from .datasets import Dataset
+from .density import density_variant, sampled_density_scores
 from .errors import NumbaconcError, OptionError
 from .neighbours import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, cube_region, halfspace_region
@@ -239,11 +240,17 @@ class BoxesFamily(Family):
     def __init__(self, splits: Splits, lists: NeighbourLists):
         super().__init__(splits, lists)
         self._models: dict = {}
+        self._scores: dict = {}
 
     def fit(self, *, alpha, epsilon, clusters=None, q=None, box="symmetric", repeats=1,
-            t_grid=DEFAULT_T_GRID, density_k=DENSITY_K, max_iter=30, domain=None) -> FamilyFit:
+            t_grid=DEFAULT_T_GRID, density_k=DENSITY_K, max_iter=30, domain=None,
+            density_sample=None) -> FamilyFit:
         """Fixed (T, q); or T fixed and q searched; or both tuned over
         ``t_grid`` (selection set decides).
+
+        ``density_sample``: the density score (numbaconc.density): None or
+        "auto" (exact up to ``density.EXACT_MAX_ROWS`` fitting rows, else a
+        reference sample), "exact", or a sample of that many fitting rows.
 
         ``domain``: count E_eps within the data domain (faces whose grown copy
         lies outside the pixel range [0, 255] bind nothing; see
@@ -265,7 +272,8 @@ class BoxesFamily(Family):
             raise OptionError("{q} needs {clusters} (or use {tune})", q="q", clusters="clusters",
                               tune="tune=True")
         eps = s.to_storage(epsilon)
-        model = self._model(box, density_k, max_iter)
+        density = density_variant(len(s.X_fit), density_k, density_sample, s.seed)
+        model = self._model(box, density, max_iter)
         timings = {}
         t0 = time.perf_counter()
         tuning = None
@@ -291,23 +299,42 @@ class BoxesFamily(Family):
         timings["fit"] = time.perf_counter() - t0
         params = dict(clusters=chosen_t, q=chosen_q, box=box, repeats=repeats, seed=s.seed,
                       density_k=density_k, kmeans_metric="l1", max_iter=max_iter,
-                      tuned=tuning is not None, domain=bool(domain))
+                      tuned=tuning is not None, domain=bool(domain), density=density)
         if tuning is not None:
             tuning = dict(selection=s.select_name, risk_target=s.selection_alpha(alpha),
                           table=[{k: v for k, v in row.items() if k != "trace"}
                                  for row in tuning["table"]])
         return FamilyFit("boxes", "boxes", "linf", params, regions, tuning, timings)
 
-    def _model(self, box, density_k, max_iter) -> BoxesModel:
-        key = (box, density_k, max_iter)
+    def _model(self, box, density, max_iter) -> BoxesModel:
+        key = (box, max_iter) + self._density_key(density)
         if key not in self._models:
-            X_fit = self.splits.X_fit
-            if density_k >= len(X_fit):
-                raise NumbaconcError(f"density k={density_k} needs more than {len(X_fit)} points")
-            scores = self.lists.get("l1", density_k).distance_column(density_k - 1)
-            self._models[key] = BoxesModel(X_fit, scores, self.splits.scale, shape=box,
-                                           max_iter=max_iter)
+            self._models[key] = BoxesModel(self.splits.X_fit, self._density(density),
+                                           self.splits.scale, shape=box, max_iter=max_iter)
         return self._models[key]
+
+    @staticmethod
+    def _density_key(density) -> tuple:
+        return (density["k"], density["variant"], density.get("sample_rows"))
+
+    def _density(self, density) -> np.ndarray:
+        """The density score of every fitting row (``density_variant``'s
+        choice), computed once per variant for every box shape."""
+        key = self._density_key(density)
+        if key not in self._scores:
+            k = density["k"]
+            if density["variant"] == "exact":
+                scores = self.lists.get("l1", k).distance_column(k - 1)
+            else:
+                s = self.splits
+                t0 = time.perf_counter()
+                with stage("density_sample", n=len(s.X_fit), m=density["sample_rows"],
+                           k=density["k_sample"]):
+                    scores = sampled_density_scores(s.X_fit, k, density["sample_rows"],
+                                                    seed=density["seed"], progress=s.progress)
+                self.lists.tick("knn_l1_sample", t0)
+            self._scores[key] = scores
+        return self._scores[key]
 
 
 class BallsFamily(Family):

@@ -255,3 +255,67 @@ def test_domain_rejects_rows_outside_it():
         box_coverage(X, c, w, 0.1, domain=(0.0, 1.0))
     with pytest.raises(NumbaconcError, match="domain"):
         box_coverage(X, c, w, 0.1, domain=(1.0, 0.0))
+
+
+# ------------------------------- the boxes over a streamed dense set (issue 12)
+
+
+def _boxes_as_before(X, scores, n_clusters, q, seed, shape):
+    """The path before issue 12: the dense set copied, then k-means and boxes on the copy."""
+    import math
+
+    from numbaconc.boxes import dense_order
+    from numbaconc.kmeans import kmeans
+
+    dense = np.sort(dense_order(scores)[: int(math.floor(q * len(X)))])
+    D = np.ascontiguousarray(X[dense])
+    km = kmeans(D, n_clusters, metric="l1", init="random", max_iter=30, random_state=seed)
+    c, w = boxes_from_clusters(D, km.labels, n_clusters, centers=km.centers, shape=shape)
+    return c, w, km
+
+
+@pytest.mark.parametrize("shape", ["symmetric", "tight"])
+@pytest.mark.parametrize("distinct", [None, 6])
+def test_boxes_model_over_a_streamed_dense_set(tmp_path, monkeypatch, shape, distinct):
+    import numbaconc.kmeans as km
+    from numbaconc.boxes import BoxesModel
+    from numbaconc.datasets import RowView
+    from numbaconc.regions import box_region
+
+    rng = np.random.default_rng(8)
+    X, _ = clustered_uint8(rng, n=1500, d=6, k=7)
+    X[10:60] = X[9]          # duplicates
+    X[61], X[62] = 0, 255
+    if distinct:             # few distinct rows: duplicate initial centres, empty clusters
+        X = X[rng.integers(0, distinct, len(X))]
+    scores = rng.integers(0, 40, len(X)).astype(np.float64)  # ties in the density order
+    rows = np.sort(rng.choice(len(X), 1200, replace=False))  # a holdout-like fitting subset
+    Xfit = X[rows]
+    path = tmp_path / "x.u8"
+    X.tofile(path)
+    M = np.memmap(path, dtype=np.uint8, mode="r", shape=X.shape)
+    Y = rng.integers(0, 256, (2000, 6)).astype(np.uint8)
+    Y[:500] = X[rng.integers(0, len(X), 500)]
+    keys = [(8, 0.55, 0), (8, 0.55, 1), (3, 0.9, 2)]
+    want = {key: _boxes_as_before(Xfit, scores[: len(Xfit)], *key, shape) for key in keys}
+    if distinct:  # an empty cluster along the way
+        assert any(h["n_empty"] for _, _, ref in want.values() for h in ref.history)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        H = f.create_dataset("x", data=X, chunks=(50, 6), compression="gzip")
+        for stream in (False, True):
+            if stream:  # D read in blocks of one chunk, bounds in a scratch memmap
+                monkeypatch.setattr(km, "ROWS_SHARE", 0.0)
+                monkeypatch.setattr(km, "BOUNDS_SHARE", 0.0)
+                monkeypatch.setattr(km, "_STREAM_SHARE", 1e-12)
+            for src in (Xfit, RowView(M, rows), RowView(H, rows)):
+                model = BoxesModel(src, scores[: len(Xfit)], 1 / 255, shape=shape)
+                for key, (c, w, ref) in want.items():
+                    got_c, got_w, got = model.boxes(*key)
+                    assert got_c.tobytes() == c.tobytes() and got_w.tobytes() == w.tobytes()
+                    assert got.labels is None  # the model keeps no per-row labels
+                    assert got.centers.tobytes() == ref.centers.tobytes()
+                    assert (got.n_iter, got.inertia) == (ref.n_iter, ref.inertia)
+                    region = model.region(*key, epsilon=25.0, domain=(0.0, 255.0))
+                    before = box_region(c, w, epsilon=25.0, scale=1 / 255, shape=shape,
+                                        domain=(0.0, 255.0))
+                    assert region.evaluate(Y) == before.evaluate(Y)

@@ -1,5 +1,6 @@
 """numbaconc.kmeans against a plain numpy Lloyd loop (tests/reference_kmeans.py)."""
 
+import h5py
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -280,3 +281,111 @@ def test_bad_input():
         kmeans(np.ones(10, np.uint8), 2)
     with pytest.raises(NumbaconcError, match="NaN or inf"):
         kmeans(np.ones((10, 3), np.float32), 2, init=np.full((2, 3), np.nan))
+
+
+# ------------------------------------------- streamed rows (issue 12): same bits
+
+
+def _same_result(a, b):
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.centers.tobytes() == b.centers.tobytes()
+    assert (a.n_iter, a.converged, a.inertia) == (b.n_iter, b.converged, b.inertia)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in a.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in b.history]
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    """Call it to make k-means read its rows one chunk per block and keep its
+    lower bounds in a scratch memmap."""
+    import numbaconc.kmeans as km
+
+    def stream():
+        monkeypatch.setattr(km, "_STREAM_SHARE", 1e-12)
+        monkeypatch.setattr(km, "BOUNDS_SHARE", 0.0)
+
+    return stream
+
+
+def _sources(X, tmp_path, rows=None):
+    """X (or X[rows]) as an array, a RowView over a read-only memmap, over a
+    chunked + compressed HDF5 dataset and over an array."""
+    from numbaconc.datasets import RowView
+
+    path = tmp_path / "x.u8"
+    X.tofile(path)
+    M = np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)
+    f = h5py.File(tmp_path / "c.h5", "w")
+    H = f.create_dataset("x", data=X, chunks=(13, X.shape[1]), compression="gzip")
+    want = X if rows is None else X[rows]
+    return want, [RowView(M, rows), RowView(H, rows), RowView(X, rows)], f
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_streamed_rows_give_the_in_memory_result(streamed, tmp_path, metric, dtype):
+    rng = np.random.default_rng(11)
+    X = blobs_uint8(rng, n=900, d=7, k=12, spread=30)
+    X[5:40] = X[4]  # duplicates
+    X[41], X[42] = 0, 255
+    if dtype == "float32":
+        X = (X / 4.0).astype(np.float32)
+    rows = np.sort(rng.choice(900, 700, replace=False))
+    want, sources, f = _sources(X, tmp_path, rows)
+    try:
+        refs = {init: kmeans(want, 10, metric=metric, init=init, random_state=3, chunk_rows=32)
+                for init in ("random", "k-means++")}
+        streamed()
+        for init, ref in refs.items():
+            assert ref.n_iter > 2
+            for src in sources + [want]:
+                got = kmeans(src, 10, metric=metric, init=init, random_state=3, chunk_rows=32)
+                _same_result(got, ref)
+    finally:
+        f.close()
+    import numbaconc.kmeans as km
+    assert km._stream_rows(sources[0], 32) == 32  # one chunk per block: many blocks
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("empty", ["keep", "farthest"])
+def test_streamed_empty_cluster(streamed, tmp_path, metric, empty):
+    rng = np.random.default_rng(3)
+    X = blobs_uint8(rng, n=120, d=4, k=3)
+    C0 = np.vstack([X[0], X[0], X[50], np.full(4, 1000.0)]).astype(np.float64)
+    want, sources, f = _sources(X, tmp_path)
+    try:
+        ref = kmeans(want, 4, metric=metric, init=C0, empty=empty, chunk_rows=16)
+        assert ref.history[0]["n_empty"] >= 1
+        check_same(ref, X, C0, metric, empty=empty)
+        streamed()
+        for src in sources:
+            _same_result(kmeans(src, 4, metric=metric, init=C0, empty=empty, chunk_rows=16), ref)
+    finally:
+        f.close()
+
+
+def test_rows_in_memory_follows_the_budget(tmp_path):
+    from numbaconc import budget
+    from numbaconc.datasets import RowView
+    from numbaconc.kmeans import rows_in_memory
+
+    X = np.zeros((4000, 1000), np.uint8)  # 4 MB
+    view = RowView(X, np.arange(0, 4000, 2))
+    assert rows_in_memory(X) is X
+    with budget.budget("64M"):
+        held = rows_in_memory(view)
+        assert isinstance(held, np.ndarray) and held.shape == (2000, 1000)
+        big = RowView(np.zeros((70_000, 1000), np.uint8))  # 70 MB > a quarter of 64M
+        assert rows_in_memory(big) is big
+
+
+def test_streamed_bad_input():
+    from numbaconc.datasets import RowView
+
+    X = np.ones((50, 3), np.float32)
+    X[44, 2] = np.inf
+    with pytest.raises(NumbaconcError, match="NaN or inf"):
+        kmeans(RowView(X, np.arange(50)), 2)
+    with pytest.raises(NumbaconcError, match="numpy array"):
+        kmeans([[0, 1], [2, 3]], 1)

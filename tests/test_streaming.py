@@ -303,6 +303,47 @@ def test_halfspace_measure_and_evaluate_under_a_cap_below_the_data(big_h5, tiny_
             assert got["splits"][name][key] == want["splits"][name][key], (name, key)
 
 
+_BOXES = """
+import json, sys
+from numbaconc import budget
+from numbaconc.datasets import open_dataset
+from numbaconc.concentration import measure
+budget.set_budget(sys.argv[2])
+with open_dataset(sys.argv[1]) as ds:
+    r = measure(ds, metric="linf", alpha=0.01, epsilon=0.1, method="boxes", clusters=3, q=0.3,
+                density_sample=1000)
+r.pop("_region").save(sys.argv[3])
+print(json.dumps({k: r[k] for k in ("train", "validation", "test", "params")}))
+"""
+
+
+@needs_memcap
+def test_boxes_measure_under_a_cap_below_the_data(big_h5, tiny_h5, tmp_path):
+    # the sampled density score, k-means over the dense set read in blocks
+    # (0.3 x 2,400,000 fitting rows: 92 MB, over a quarter of the budget) with
+    # its bounds in scratch memmaps, the boxes from one streamed pass
+    env = _numba_cache_env()
+    script = tmp_path / "boxes.py"
+    script.write_text(_BOXES.replace("density_sample=1000", "density_sample=100"))
+    warm = subprocess.run([sys.executable, str(script), str(tiny_h5), "64M", str(tmp_path / "w.h5")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    script.write_text(_BOXES)
+    out, lines = _run_capped(_CAP, [str(script), str(big_h5), "64M", str(tmp_path / "r.h5")], env, REPO)
+    capped = json.loads(out.strip().splitlines()[-1])
+    assert _peak_bytes(lines) <= budget.parse_size(_CAP)
+    assert capped["params"]["density"]["variant"] == "sample"
+    with budget.budget("64M"), open_dataset(big_h5) as ds:
+        ref = measure(ds, metric="linf", alpha=0.01, epsilon=0.1, method="boxes", clusters=3,
+                      q=0.3, density_sample=1000)
+    region = ref.pop("_region")
+    for name in ("train", "validation", "test", "params"):
+        assert capped[name] == json.loads(json.dumps(ref[name])), name
+    saved = Region.load(tmp_path / "r.h5")
+    for key, value in region.arrays.items():
+        np.testing.assert_array_equal(np.asarray(saved.arrays[key]), np.asarray(value))
+
+
 _AUGMENT = """
 import sys
 from numbaconc import budget
@@ -363,3 +404,31 @@ def test_gaussian_written_in_blocks_is_the_one_draw_sample(tmp_path, monkeypatch
         np.testing.assert_allclose(b.train.array(), train, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(b.test.array(), test, rtol=1e-6, atol=1e-6)
         assert len(a.checksum) == 64 and a.train.y is None
+
+
+def _figures(est):
+    return dict(figures=est.figures, params=est.params,
+                tuning=None if est.tuning is None else est.tuning["table"])
+
+
+@pytest.mark.parametrize("density_sample", [None, 150])
+def test_boxes_measure_with_a_streamed_dense_set_has_the_same_figures(tiny_h5, monkeypatch,
+                                                                      density_sample):
+    import numbaconc.kmeans as km
+
+    def run():
+        with open_dataset(tiny_h5) as ds:
+            conc = Concentration(ds, protocol="holdout", seed=1)
+            est = conc.boxes(alpha=0.05, epsilon=0.1, t_grid=(3, 6), box="tight", repeats=2,
+                             density_sample=density_sample)
+            return _figures(est), est.region.arrays
+
+    want, want_arrays = run()
+    monkeypatch.setattr(km, "ROWS_SHARE", 0.0)
+    monkeypatch.setattr(km, "BOUNDS_SHARE", 0.0)
+    monkeypatch.setattr(km, "_STREAM_SHARE", 1e-12)
+    got, got_arrays = run()
+    assert got == want
+    assert want["params"]["density"]["variant"] == ("exact" if density_sample is None else "sample")
+    for key, value in want_arrays.items():
+        np.testing.assert_array_equal(np.asarray(got_arrays[key]), np.asarray(value))
