@@ -20,6 +20,7 @@ one. JIT compile time is excluded (warm-up on a small input). Writes markdown.
 from __future__ import annotations
 
 import os
+import resource
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # see bench_knn.py
 CORETYPE = os.environ.get("OPENBLAS_CORETYPE")
@@ -40,7 +41,7 @@ from bench_knn import cpu_model, uptime  # noqa: E402
 
 from numbaconc import datasets  # noqa: E402
 from numbaconc.optimal_loss import conflict_edges, solve_degree2  # noqa: E402
-from numbaconc.budget import get_budget, peak_rss  # noqa: E402
+from numbaconc.budget import get_budget  # noqa: E402
 from numbaconc.neighbours import knn  # noqa: E402
 from numbaconc.concentration import versions  # noqa: E402
 
@@ -107,7 +108,8 @@ def run(name, X, y, metric, eps, scale, args, report, knn_time=None):
         label = f"{e * 255:.0f}/255" if metric == "linf" else f"{e:g}"
         bound = "0 (no edge: exactly 0)" if n_edges == 0 else f"{100 * loss:.2f} %"
         report.append(f"| {label} | {n_edges:,} | {bound} | {deg} | {tw:.2f} | {tc:.2f} |")
-    report.append(f"\npeak resident memory so far: {peak_rss() / 2**30:.2f} GiB")
+    report.append(f"\npeak resident memory so far: "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     print("\n".join(report[-12:]), flush=True)
 
 
