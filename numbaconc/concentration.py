@@ -41,7 +41,7 @@ FAMILY_METRIC = {"boxes": "linf", "balls": "l2", "cubes": "linf"}
 FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2", "cubes": "l-inf"}
 METHOD_OPTIONS = {
     "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain"),
-    "balls": ("clusters", "delta", "n_neighbors"),
+    "balls": ("clusters", "delta", "n_neighbors", "t_grid"),
     "cubes": ("clusters", "delta", "n_neighbors"),
     "cubes": ("clusters", "delta", "n_neighbors"),
     "halfspace": ("n_components",),
