@@ -47,8 +47,8 @@ def measure(
     method: Annotated[Method, typer.Option(help="Region family (best = every family for the metric).")] = Method.best,
     clusters: Annotated[Optional[int], typer.Option("--clusters", "-T", min=1, help=f"Boxes or balls T (balls: default {api.DEFAULT_BALLS}).")] = None,
     q: Annotated[Optional[float], typer.Option(help="Boxes: fraction of densest points to cover.")] = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Boxes: tune T over the grid and q by bisection.")] = False,
-    t_grid: Annotated[str, typer.Option(help="Boxes: T grid for --tune.")] = ",".join(map(str, DEFAULT_T_GRID)),
+    tune: Annotated[bool, typer.Option("--tune", help="Boxes: tune T over the grid and q by bisection. Balls (l2): tune T over the grid (or the one --clusters) and the coverage on the selection split.")] = False,
+    t_grid: Annotated[Optional[str], typer.Option(help=f"T grid for --tune (boxes: {','.join(map(str, DEFAULT_T_GRID))}; balls: {','.join(map(str, api.DEFAULT_BALLS_T_GRID))}).")] = None,
     box: Annotated[Box, typer.Option(help="Boxes: symmetric (paper) or tight (per-coordinate min/max).")] = Box.symmetric,
     domain: Annotated[Optional[bool], typer.Option(
         "--domain/--no-domain",
@@ -89,7 +89,8 @@ def measure(
     with progress_callback("measure") as progress:
         result = run_measure(data, metric=metric.value, alpha=alpha, epsilon=eps[0], method=method.value,
                              protocol=protocol.value, clusters=clusters, q=q, tune=tune,
-                             t_grid=[int(t) for t in parse_floats(t_grid, "--t-grid")], box=box.value,
+                             t_grid=None if t_grid is None else [int(t) for t in parse_floats(t_grid, "--t-grid")],
+                             box=box.value,
                              domain=domain, delta=delta, repeats=repeats, seed=seed,
                              val_fraction=val_fraction, labels=labels, lu=lu, gamma=gamma,
                              ball_candidates=ball_candidates, density_sample=density_sample,
@@ -117,7 +118,8 @@ def print_result(result: dict):
     for row in rows:
         test, train = row["test"], row["train"]
         params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()
-                           if k in ("clusters", "q", "box", "domain", "delta", "component", "power", "repeats")
+                           if k in ("clusters", "t_grid", "q", "box", "domain", "delta", "component", "power",
+                                    "repeats")
                            or (k == "candidates" and v != "all"))
         density = row["params"].get("density") or {}
         if density.get("variant") == "sample":

@@ -22,12 +22,13 @@ from .boxes import DEFAULT_T_GRID
 from .datasets import Dataset
 from .density import parse_density_sample
 from .errors import NumbaconcError, OptionError
+from .families import DEFAULT_BALLS_T_GRID, GREEDY_T
 from .regions import Region
 
 Progress = Callable[[int, int], None]
 DataLike = Any  # a path, a bundled name, an opened Dataset, or an (n, d) matrix
 #: clusters (T) of the balls when none is given (the 2019 code's T for MNIST l2)
-DEFAULT_BALLS = 20
+DEFAULT_BALLS = GREEDY_T
 #: clusters (T) of the cubes (l-inf balls, numbaconc.lu) when none is given
 DEFAULT_CUBES = 10
 #: the label-uncertainty threshold when ``lu`` is given without one (Zhang and Evans 2022)
@@ -217,28 +218,39 @@ class MeasureResult(FamilyResult):
 # ---------------------------------------------------------------- measure
 
 
-def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=DEFAULT_T_GRID,
+def measure_options(metric: str, *, clusters=None, q=None, tune=False, t_grid=None,
                     box="symmetric", domain=None, delta=0.0, repeats=1, method: str = "best",
                     lu: bool = False, ball_candidates: int | None = None,
                     density_sample=None) -> dict:
     """The options each family of ``metric`` sees (what ``inputs.options`` records).
     ``lu``: a label-uncertainty vector is given, so ``best`` under l-inf runs
-    cubes (not boxes): the greedy's options."""
+    cubes (not boxes): the greedy's options. ``tune`` under l2: the balls' T
+    over ``t_grid`` (default ``DEFAULT_BALLS_T_GRID``; with ``clusters``, that
+    one T) and their coverage are tuned on the selection split."""
     from .concentration import canonical_metric
 
     metric = canonical_metric(metric)
     if metric == "l2" or method == "cubes" or (lu and method == "best"):
         default = DEFAULT_BALLS if metric == "l2" else DEFAULT_CUBES
+        if tune and metric == "l2":
+            if clusters is not None and t_grid is not None:
+                raise OptionError("{tune}: give {clusters} (one T) or {t_grid}, not both",
+                                  tune="tune=True", clusters="clusters", t_grid="t_grid")
+            grid = (clusters,) if clusters is not None else (
+                DEFAULT_BALLS_T_GRID if t_grid is None else t_grid)
+            return dict(t_grid=tuple(int(t) for t in grid), repeats=repeats, delta=delta,
+                        candidates=ball_candidates)
         return dict(clusters=default if clusters is None else clusters, repeats=repeats,
                     delta=delta, candidates=ball_candidates)
+    grid = DEFAULT_T_GRID if t_grid is None else t_grid
     return dict(clusters=clusters, q=q, box=box, repeats=repeats, domain=domain,
-                t_grid=tuple(int(t) for t in t_grid) if tune or clusters is None else None,
+                t_grid=tuple(int(t) for t in grid) if tune or clusters is None else None,
                 density_sample=parse_density_sample(density_sample))
 
 
 def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
             method: str = "best", protocol: str = "holdout", clusters: int | None = None,
-            q: float | None = None, tune: bool = False, t_grid: Sequence[int] = DEFAULT_T_GRID,
+            q: float | None = None, tune: bool = False, t_grid: Sequence[int] | None = None,
             box: str = "symmetric", domain: bool | None = None, delta: float = 0.0,
             repeats: int = 1, seed: int = 0, val_fraction: float = 0.2, labels: bool = False,
             y_train=None, y_test=None, scale: float | None = None, lu=None,
@@ -271,9 +283,15 @@ def measure(X_train, X_test=None, *, metric: str, alpha: float, epsilon: float,
     q : float, optional
         Boxes: fraction of the densest points covered (with ``clusters``).
     tune : bool
-        Boxes: tune T over ``t_grid`` and q by bisection.
-    t_grid : sequence of int
-        Boxes: the T grid when tuning.
+        Boxes: tune T over ``t_grid`` and q by bisection. Balls (l2): tune T
+        over ``t_grid`` (or the one T of ``clusters``) and the coverage on the
+        selection split: per T the greedy at the selection target, its
+        coverage raised by bisection where the selection risk misses the
+        target; then the T with the lowest selection adversarial risk among
+        those that reach it (``tuning`` in the result records every fit).
+    t_grid : sequence of int, optional
+        The T grid when tuning (default: boxes (5, 10, 15, 20, 40, 75),
+        balls ``DEFAULT_BALLS_T_GRID`` = (10, 20, 40)).
     box : {"symmetric", "tight"}
         Boxes: the paper's mean +- max deviation, or per-coordinate min/max.
     domain : bool, optional

@@ -42,7 +42,7 @@ FAMILY_LABEL = {"boxes": "l-inf", "balls": "l2", "cubes": "l-inf"}
 METHOD_OPTIONS = {
     "boxes": ("clusters", "q", "box", "repeats", "t_grid", "density_k", "domain",
               "density_sample"),
-    "balls": ("clusters", "delta", "n_neighbors", "candidates"),
+    "balls": ("clusters", "delta", "n_neighbors", "t_grid", "candidates"),
     "cubes": ("clusters", "delta", "n_neighbors", "candidates"),
     "halfspace": ("n_components",),
     "pca": (),

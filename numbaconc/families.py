@@ -29,7 +29,7 @@ from .errors import NumbaconcError, OptionError
 from .neighbours import cached_knn, subset_fetch_k, subset_knn
 from .regions import Region, ball_region, cube_region, halfspace_region
 from .stages import stage
-from .validation import check_alpha, check_choice, check_epsilon, check_float
+from .validation import check_alpha, check_choice, check_epsilon, check_float, check_int
 
 PROTOCOLS = ("holdout", "paper")
 # one-sided 95 %: the selection risk must clear alpha by this many standard
@@ -337,23 +337,107 @@ class BoxesFamily(Family):
         return self._scores[key]
 
 
+# the greedy balls: T of the 2019 code for MNIST l2, and the grid tuned over by default
+GREEDY_T = 20
+DEFAULT_BALLS_T_GRID = (10, 20, 40)
+# the balls' coverage search: raised at most this many sd (of a selection-split risk
+# at the target) above the target, bisected down to this many sd
+COVERAGE_SEARCH_SD = 6.0
+COVERAGE_TOL_SD = 0.25
+TUNING_RULE = ("per T: the greedy at the selection target; where its selection risk misses the "
+               "target, the fewest points to cover that reach it (bisection); then the T with the "
+               "lowest selection adversarial risk among those that reach it (ties: smaller T)")
+
+
+def check_t_grid(t_grid) -> list:
+    """A T grid: distinct integers >= 1, sorted."""
+    try:
+        values = list(t_grid)
+    except TypeError:
+        raise NumbaconcError(f"t_grid must be a sequence of integers, got {t_grid!r}") from None
+    if not values:
+        raise NumbaconcError("t_grid is empty")
+    return sorted({check_int(t, "each T of t_grid", low=1) for t in values})
+
+
+def search_coverage(evaluate, n_first: int, *, target: float, n_fit: int, n_select: int) -> dict:
+    """The fewest fitting points to cover whose region reaches ``target`` on
+    the selection split, starting from ``n_first`` (the greedy at the target).
+
+    ``evaluate(n)`` fits the greedy covering n fitting points and returns its
+    selection figures (dict with ``risk`` and ``adv_risk``). If the first fit
+    reaches the target it is kept. Otherwise n grows from n_first by the
+    shortfall (the selection risk's deficit times n_fit), doubling the step,
+    up to ``COVERAGE_SEARCH_SD`` sd above the target; then bisection between
+    the last miss and the first hit down to ``COVERAGE_TOL_SD`` sd (in fitting
+    points). Like the boxes' q search, it assumes the selection risk rises
+    with the coverage (up to the greedy's noise) and returns the smallest n
+    found to reach the target. ``n_target_fit`` is None when none does.
+    """
+    sd = math.sqrt(target * (1.0 - target) / n_select)
+    tol = max(1, math.ceil(COVERAGE_TOL_SD * sd * n_fit))
+    n_max = min(n_fit, max(n_first, math.ceil((target + COVERAGE_SEARCH_SD * sd) * n_fit)))
+    trace = []
+
+    def at(n):
+        figures = evaluate(n)
+        trace.append(dict(n_target_fit=int(n), **figures))
+        return figures
+
+    best = at(n_first)
+    if best["risk"] >= target:
+        return dict(n_target_fit=int(n_first), **best, trace=trace)
+    lo, hi = n_first, None
+    step = max(tol, math.ceil((target - best["risk"]) * n_fit))
+    while lo < n_max:
+        n = min(lo + step, n_max)
+        figures = at(n)
+        if figures["risk"] >= target:
+            hi, best = n, figures
+            break
+        lo, step = n, 2 * step
+    if hi is None:
+        return dict(n_target_fit=None, covered_fit=None, balls_used=None, risk=None,
+                    adv_risk=None, trace=trace)
+    while hi - lo > tol:
+        mid = (lo + hi) // 2
+        figures = at(mid)
+        if figures["risk"] >= target:
+            hi, best = mid, figures
+        else:
+            lo = mid
+    return dict(n_target_fit=int(hi), **best, trace=trace)
+
+
 class BallsFamily(Family):
     """Union of T balls placed greedily (l2), the paper's Algorithm 2. With
-    label weights, every ball meets the LU constraint (numbaconc.lu)."""
+    label weights, every ball meets the LU constraint (numbaconc.lu).
+
+    One T (``clusters``, default ``GREEDY_T``) covering the selection target
+    of the fitting split, as the paper rows do; or ``t_grid``: T and the
+    coverage tuned on the selection split (``_tune``)."""
 
     name = "balls"
     metric = "l2"
 
-    def fit(self, *, alpha, epsilon, clusters=20, delta=0.0, n_neighbors=None,
-            candidates=None) -> FamilyFit:
+    def __init__(self, splits: Splits, lists: NeighbourLists):
+        super().__init__(splits, lists)
+        self._fits: dict = {}  # (T, points to cover, eps, delta, list length) -> BallsFit
+
+    def fit(self, *, alpha, epsilon, clusters=None, delta=0.0, n_neighbors=None,
+            t_grid=None, candidates=None) -> FamilyFit:
         """``candidates``: M = centres drawn as a seeded (``seed``) uniform
         sample of M fitting rows, each still evaluated exactly against every
         fitting point (its own M x K lists); None or M >= n: every row."""
-        from .balls import candidate_list_length, fit_balls, sample_candidates
+        from .balls import candidate_list_length, sample_candidates
 
         s = self.splits
         s.check_inputs(alpha, epsilon)
         delta = check_float(delta, "delta", low=0.0)
+        if clusters is not None and t_grid is not None:
+            raise OptionError("give {clusters} or {t_grid} (tuned on the selection split), "
+                              "not both", clusters="clusters", t_grid="t_grid")
+        grid = None if t_grid is None else check_t_grid(t_grid)
         # the paper used 2*ceil(alpha*n) neighbours; longer lists cost little in the kNN step
         # and leave far fewer candidates for the exact fallback (bench/RESULTS-balls.md).
         # Any length gives the same balls: the holdout subset takes what the
@@ -363,32 +447,104 @@ class BallsFamily(Family):
         rows = None if candidates is None else sample_candidates(len(s.X_fit), candidates, s.seed)
         if rows is None:
             knn = self.lists.get(self.metric, k, exact_k=False)
+            list_k = knn.k
         else:  # lists of the sampled centres only, computed in fit_balls
-            knn, k = None, min(len(s.X_fit), candidate_list_length(k, len(rows)))
+            knn, list_k = None, min(len(s.X_fit), candidate_list_length(k, len(rows)))
+        lists = (knn, list_k, rows)
+        eps = s.to_storage(epsilon)
         t0 = time.perf_counter()
-        # like the half-space thresholds, the coverage aims at the selection
-        # target, so that under holdout the balls can pass it on the validation
-        # split (``paper``: the target is alpha itself, the 2019 code)
-        lu, gamma = s.fit_lu
-        fit = fit_balls(s.X_fit, s.selection_alpha(alpha), s.to_storage(epsilon),
-                        int(clusters), delta=delta, neighbors=knn, n_neighbors=k,
-                        progress=s.progress, metric=self.metric, lu=lu, gamma=gamma,
-                        candidates=rows)
-        timings = dict(fit=time.perf_counter() - t0)
-        region = self._region(fit.centers, fit.radii_sq, epsilon=s.to_storage(epsilon),
-                              scale=s.scale, meta=dict(n_balls=int(clusters), delta=delta))
-        params = dict(clusters=int(clusters), balls_used=int(len(fit.radii)), delta=delta,
-                      n_neighbors=int(k if knn is None else knn.k),
+        timings, tuning = {}, None
+        if grid is None:
+            n_balls = GREEDY_T if clusters is None else check_int(clusters, "clusters", low=1)
+            fit = self._fit(n_balls, None, alpha, eps, delta, lists)
+        else:
+            n_balls, n_target, tuning = self._tune(grid, alpha, eps, delta, lists)
+            timings["tune"] = time.perf_counter() - t0
+            fit = self._fit(n_balls, n_target, alpha, eps, delta, lists)
+        timings["fit"] = time.perf_counter() - t0
+        region = self._region(fit.centers, fit.radii_sq, epsilon=eps, scale=s.scale,
+                              meta=dict(n_balls=n_balls, delta=delta))
+        params = dict(clusters=n_balls, balls_used=int(len(fit.radii)), delta=delta,
+                      n_neighbors=int(list_k),
                       candidates="all" if rows is None else int(len(rows)))
+        if tuning is not None:
+            params.update(t_grid=list(grid), tuned=True, n_target_fit=tuning["n_target_fit"],
+                          coverage_fit=float(fit.covered.mean()))
+        lu, gamma = s.fit_lu
         if lu is not None:
             from .lu import greedy_lu_params
 
             params.update(greedy_lu_params(fit, lu, gamma))
         t0 = time.perf_counter()  # the greedy's prefixes (LU-constrained with it)
-        frontier = self._frontier(fit, alpha, s.to_storage(epsilon))
+        frontier = self._frontier(fit, alpha, eps)
         timings["frontier"] = time.perf_counter() - t0
-        return FamilyFit(self.name, self.name, self.metric, params, [region], timings=timings,
-                         frontier=frontier)
+        return FamilyFit(self.name, self.name, self.metric, params, [region], tuning=tuning,
+                         timings=timings, frontier=frontier)
+
+    def _fit(self, n_balls, n_target, alpha, eps, delta, lists):
+        """The greedy on the fitting split (memoised), covering ``n_target``
+        points; None: the selection target times (1 + delta) (``paper``: alpha
+        itself, the 2019 code), the one rule of every untuned row."""
+        from .balls import fit_balls
+
+        s = self.splits
+        knn, list_k, rows = lists
+        key = (n_balls, n_target, float(eps), float(delta), int(list_k),
+               None if rows is None else len(rows))
+        if key not in self._fits:
+            # like the half-space thresholds, the coverage aims at the selection
+            # target, so that under holdout the balls can pass it on the validation split
+            level, extra = s.selection_alpha(alpha), delta
+            if n_target is not None:  # ceil(n_target / n * n - 1e-9) is n_target itself
+                level, extra = n_target / len(s.X_fit), 0.0
+            lu, gamma = s.fit_lu
+            self._fits[key] = fit_balls(s.X_fit, level, eps, int(n_balls), delta=extra,
+                                        neighbors=knn, n_neighbors=list_k,
+                                        progress=s.progress, metric=self.metric,
+                                        lu=lu, gamma=gamma, candidates=rows)
+        return self._fits[key]
+
+    def _select_figures(self, fit, eps) -> dict:
+        """A fit's coverage of the fitting split and figures on the selection split."""
+        region = self._region(fit.centers, fit.radii_sq, epsilon=eps, scale=self.splits.scale,
+                              meta={})
+        figures = region.evaluate(self.splits.X_select)
+        return dict(covered_fit=int(fit.covered.sum()), balls_used=int(len(fit.radii)),
+                    risk=float(figures["risk"]), adv_risk=float(figures["adv_risk"]))
+
+    def _tune(self, grid, alpha, eps, delta, lists):
+        """(T, points to cover or None, tuning record). For every T of the
+        grid: the greedy at the selection target (times 1 + delta); where its
+        selection-split risk misses the target, the coverage is raised
+        (``search_coverage``). The T with the lowest selection-split
+        adversarial risk among those that reach the target wins (ties: the
+        smaller T). Reads the fitting and selection splits only."""
+        from .balls import _target
+
+        s = self.splits
+        target = s.selection_alpha(alpha)
+        n_fit = len(s.X_fit)
+        n_first = _target(target, delta, n_fit)
+        table = []
+        for n_balls in grid:
+            def evaluate(n_target, T=n_balls):
+                fit = self._fit(T, None if n_target == n_first else n_target, alpha, eps, delta,
+                                lists)
+                return self._select_figures(fit, eps)
+
+            found = search_coverage(evaluate, n_first, target=target, n_fit=n_fit,
+                                    n_select=len(s.X_select))
+            table.append(dict(n_clusters=int(n_balls), **found))
+        feasible = [row for row in table if row["n_target_fit"] is not None]
+        if not feasible:
+            raise NumbaconcError(f"no T in {tuple(grid)} reached {s.target_text(alpha)}, even "
+                                 f"with the coverage raised by {COVERAGE_SEARCH_SD:g} sd")
+        best = min(feasible, key=lambda row: (row["adv_risk"], row["n_clusters"]))
+        n_target = best["n_target_fit"]
+        tuning = dict(selection=s.select_name, risk_target=target, t_grid=list(grid),
+                      n_clusters=best["n_clusters"], n_target_fit=n_target,
+                      n_target_first=n_first, rule=TUNING_RULE, table=table)
+        return best["n_clusters"], None if n_target == n_first else n_target, tuning
 
     @staticmethod
     def _region(centers, radii_sq, **kwargs):

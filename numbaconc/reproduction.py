@@ -21,6 +21,7 @@ from pathlib import Path
 from . import datasets
 from .errors import NumbaconcError, OptionError
 from .concentration import Concentration, versions
+from .families import GREEDY_T
 from .outputs import jsonable, os_reason, write_json  # noqa: F401 (re-exported)
 from .regions import Region
 
@@ -32,6 +33,8 @@ SOURCES = {  # where each dataset lives in a ../shared/data-style folder
     "cifar10": ("cifar10", "cifar-10/cifar10.npz"),
 }
 T_GRIDS = {"mnist": (5, 10, 15, 20), "fashion-mnist": (5, 10, 15, 20), "cifar10": (10, 20, 40, 75)}
+# the balls' T grids under holdout (each holds the paper's T: MNIST 20, CIFAR-10 5)
+L2_T_GRIDS = {"mnist": (10, 20, 40), "fashion-mnist": (10, 20, 40), "cifar10": (5, 10, 20)}
 
 
 def reference_figures() -> dict:
@@ -87,6 +90,8 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
     ref = reference_figures()
     rows: list[RowSpec] = []
     grid = T_GRIDS[dataset][:2] if quick else T_GRIDS[dataset]
+    # quick: the balls at the paper's T alone (their coverage still tuned)
+    grids = dict(linf=grid, l2=() if quick else L2_T_GRIDS[dataset])
     repeats = 3 if quick else 10
     if dataset in ("mnist", "cifar10"):
         linf = [r for r in ref["table1_linf_boxes"] if r["dataset"] == dataset]
@@ -114,7 +119,7 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
                     epsilon_text=f"{r['epsilon_2019']:g}", family="boxes", protocol="paper",
                     options=paper_opts, group="as_2019",
                     paper=paper + _opts(stated_epsilon_text=r["epsilon_text"])))
-            rows.extend(_holdout_rows(common, "linf", grid, paper))
+            rows.extend(_holdout_rows(common, "linf", grids, paper))
         for r in ref["defences"]:
             if r["dataset"] != dataset or quick:
                 continue
@@ -124,7 +129,7 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
                           defence=r["defence"], defence_risk=r["defence_risk"],
                           defence_adv_risk=r["defence_adv_risk"])
             rows.append(RowSpec(**common, family="best", protocol="holdout", paper=paper,
-                                options=_family_options(r["metric"], grid, r.get("clusters"))))
+                                options=_family_options(r["metric"], grids, r.get("clusters"))))
         for r in l2:
             common = dict(dataset=dataset, metric="l2", alpha=r["alpha"], epsilon=r["epsilon"],
                           epsilon_text=r["epsilon_text"])
@@ -133,7 +138,7 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
                 rows.append(RowSpec(**common, family="balls", protocol="paper", paper=paper,
                                     options=_opts(clusters=r["clusters"], delta=r["delta"])))
             rows.append(RowSpec(**common, family="pca", protocol="paper", paper=paper))
-            rows.extend(_holdout_rows(common, "l2", grid, paper, clusters=r["clusters"]))
+            rows.extend(_holdout_rows(common, "l2", grids, paper, clusters=r["clusters"]))
     else:  # fashion-mnist: no paper figures; the same families at alpha = 0.05
         settings = ref["fashion_mnist_settings"]
         for metric in ("linf", "l2"):
@@ -145,20 +150,23 @@ def plan(dataset: str, *, quick: bool = False) -> list[RowSpec]:
             for eps in eps_list:
                 common = dict(dataset=dataset, metric=metric, alpha=settings[metric]["alpha"],
                               epsilon=eps, epsilon_text=f"{eps:g}")
-                rows.extend(_holdout_rows(common, metric, grid, (), clusters=20))
+                rows.extend(_holdout_rows(common, metric, grids, (), clusters=GREEDY_T))
     return rows
 
 
-def _family_options(metric, grid, clusters=None) -> tuple:
-    """Options of a holdout row's own family (and of its ``best``)."""
+def _family_options(metric, grids, clusters=None) -> tuple:
+    """Options of a holdout row's own family (and of its ``best``): tight
+    boxes over the l-inf T grid; the balls' T (a grid holding the paper's T,
+    ``clusters``) and coverage tuned on the validation split."""
     if metric == "linf":
-        return _opts(box="tight", t_grid=tuple(grid))
-    return _opts(clusters=clusters or 20, delta=HOLDOUT_DELTA)
+        return _opts(box="tight", t_grid=tuple(grids["linf"]))
+    t_grid = tuple(sorted({*grids["l2"], clusters or GREEDY_T}))
+    return _opts(t_grid=t_grid, delta=HOLDOUT_DELTA)
 
 
-def _holdout_rows(common, metric, grid, paper, clusters=None) -> list[RowSpec]:
+def _holdout_rows(common, metric, grids, paper, clusters=None) -> list[RowSpec]:
     main = "boxes" if metric == "linf" else "balls"
-    family_opts = _family_options(metric, grid, clusters)
+    family_opts = _family_options(metric, grids, clusters)
     return [
         RowSpec(**common, family=main, protocol="holdout", paper=paper, options=family_opts),
         RowSpec(**common, family="halfspace", protocol="holdout", paper=paper),
