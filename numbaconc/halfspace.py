@@ -48,11 +48,14 @@ from .coverage import _coverage_from_projection, _project64
 from .coverage import halfspace_coverage, project_rows  # noqa: F401 (re-exported)
 from .errors import NumbaconcError
 from .kernels import halfspace as _k
+from .stages import stage
 from .validation import (REGION_METRICS, as_matrix, check_float, check_int, check_metric,
                          checked_blocks, read_block)
 
 METRICS = REGION_METRICS
 METHODS = ("pca", "search")
+STRATEGIES = ("auto", "batches", "passes")
+_FEW_PASSES = 4  # "auto": batches while they pass over the data at most this often
 _DTYPES = (np.uint8, np.float32, np.float64)
 DEFAULT_POWERS = (1.0, 2.0, 4.0, 8.0, 16.0)
 _SEARCH_BLOCK = 8192  # rows per float32 block cast from X in the search
@@ -231,21 +234,28 @@ def _products(Wt: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
     rounds differently for each thread count, so each piece of _PIECE_ROWS rows
     is one single-threaded BLAS call, the pieces spread over Numba's thread
     count (the same rounding in this process and on any cluster worker)."""
+    _products_of_batches([(Wt, out)], src)
+
+
+def _products_of_batches(jobs, src: np.ndarray) -> None:
+    """``_products`` of every (Wt, out) of ``jobs`` on one row block: the same
+    BLAS calls, over one thread pool."""
     import numba
     from concurrent.futures import ThreadPoolExecutor
 
-    def piece(a):
+    def piece(item):
+        Wt, out, a = item
         np.matmul(Wt, src[a:a + _PIECE_ROWS].T, out=out[:, a:a + _PIECE_ROWS])
 
-    starts = range(0, src.shape[0], _PIECE_ROWS)
-    threads = min(numba.get_num_threads(), len(starts))
+    items = [(Wt, out, a) for Wt, out in jobs for a in range(0, src.shape[0], _PIECE_ROWS)]
+    threads = min(numba.get_num_threads(), len(items))
     with _one_blas_thread():
         if threads <= 1:
-            for a in starts:
-                piece(a)
+            for item in items:
+                piece(item)
         else:
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(piece, starts))
+                list(pool.map(piece, items))
 
 
 # ---------------------------------------------------------------------- API
@@ -253,7 +263,8 @@ def _products(Wt: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
 
 def fit_halfspace(X, alpha: float, epsilon: float, *, metric: str, method: str = "search",
                   n_components: int | None = None, powers=DEFAULT_POWERS, margin: float | None = None,
-                  X_select=None, batch: int = 256, progress=None) -> HalfSpaceFit:
+                  X_select=None, batch: int = 256, progress=None,
+                  strategy: str = "auto") -> HalfSpaceFit:
     """Fit a half-space error region of risk >= alpha with small adversarial risk.
 
     X: (n_samples, n_features) uint8 / float32 / float64 array, memmap, h5py
@@ -273,17 +284,24 @@ def fit_halfspace(X, alpha: float, epsilon: float, *, metric: str, method: str =
     costs passes over the data, not memory. Small batches make thin matrix
     products that run well below the BLAS peak; the result does not depend
     on the batch.
+
+    ``strategy`` of the search: "batches" (the above), "passes"
+    (numbaconc.halfspace_passes: every direction per row block, a fixed number
+    of passes whatever n, the same thresholds and counts) or "auto": passes
+    where the batches would make more than a few passes over data that does
+    not fit in memory.
     """
     epsilon = check_float(epsilon, "epsilon", low=0.0)
     return fit_halfspace_curve(X, alpha, [epsilon], metric=metric, method=method,
                                n_components=n_components, powers=powers, margin=margin,
-                               X_select=X_select, batch=batch, progress=progress)[0]
+                               X_select=X_select, batch=batch, progress=progress,
+                               strategy=strategy)[0]
 
 
 def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str = "search",
                         n_components: int | None = None, powers=DEFAULT_POWERS,
                         margin: float | None = None, X_select=None, batch: int = 256,
-                        progress=None, lu=None) -> list[HalfSpaceFit]:
+                        progress=None, lu=None, strategy: str = "auto") -> list[HalfSpaceFit]:
     """``fit_halfspace`` for several epsilons at once: one fit per epsilon.
 
     ``lu``: (int64 weights of X, integer threshold G) from numbaconc.lu: every
@@ -310,6 +328,11 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
     if method not in METHODS:
         raise NumbaconcError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     batch = check_int(batch, "batch", low=1)
+    if strategy not in STRATEGIES:
+        raise NumbaconcError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy == "passes" and lu is not None:
+        raise NumbaconcError("strategy 'passes' does not take label-uncertainty weights: "
+                             "use 'batches' (or 'auto')")
     n_components = check_int(d if n_components is None else n_components, "n_components",
                              low=1, high=d)
     if method == "pca":
@@ -332,7 +355,8 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
             raise NumbaconcError(f"X_select has {X_select.shape[1]} features but X has {d}")
     k = _quantile_rank(alpha_fit, n)
 
-    _, vectors = principal_components(X, name="X")
+    with stage("halfspace_components", n=n, d=d):
+        _, vectors = principal_components(X, name="X")
     W, dual, labels = _directions(vectors, int(n_components), powers, metric)
     n_dir = W.shape[1]
     shifts = dual[:, None] * eps_arr[None, :]  # (n_dir, n_eps)
@@ -340,7 +364,8 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
     if method == "pca":
         records = _exact_candidates(X, X_select, W, shifts, labels, k, lu)
     else:
-        records = _search_candidates(X, X_select, W, shifts, labels, k, int(batch), progress, lu)
+        records = _search_candidates(X, X_select, W, shifts, labels, k, int(batch), progress, lu,
+                                     strategy)
 
     fits = []
     projections = {}
@@ -353,9 +378,10 @@ def fit_halfspace_curve(X, alpha: float, epsilons, *, metric: str, method: str =
         shift = float(epsilon * dual_norm(w, metric))
         # exact float64 re-fit of the winner (same kernel as halfspace_coverage)
         if (j, side) not in projections:
-            p = _project64(X, w, "X")
-            p_sel = _project64(X_select, w, "X_select") if X_select is not None else None
-            projections[(j, side)] = (p, _threshold(p, k, lu), p_sel)
+            with stage("halfspace_refit", n=n):
+                p = _project64(X, w, "X")
+                p_sel = _project64(X_select, w, "X_select") if X_select is not None else None
+                projections[(j, side)] = (p, _threshold(p, k, lu), p_sel)
         p, b, p_sel = projections[(j, side)]
         if not math.isfinite(b):
             raise NumbaconcError(f"half-space: in none of the {2 * n_dir} directions (both sides) "
@@ -420,22 +446,53 @@ def search_batch(n: int, n_select: int = 0, share: float = 0.5) -> int:
     return budget.rows_for(4.0 * (n + n_select), share)
 
 
-def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=None):
+def _use_passes(X, X_select, n_dir: int, batch: int, strategy: str, lu) -> bool:
+    """Whether the search runs in fixed passes (numbaconc.halfspace_passes)."""
+    if strategy != "auto":
+        return strategy == "passes"
+    if lu is not None or cluster.current() is not None:
+        return False
+    rows = X.shape[0] + (X_select.shape[0] if X_select is not None else 0)
+    data_bytes = rows * X.shape[1] * np.dtype(X.dtype).itemsize
+    return -(-n_dir // batch) > _FEW_PASSES and not budget.fits(data_bytes, 0.25)
+
+
+def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=None,
+                       strategy="auto"):
     """Float32 search over all directions in batches, both sides: records per epsilon."""
     n, _ = X.shape
     n_dir, n_eps = shifts.shape
     n_sel = X_select.shape[0] if X_select is not None else 0
+    # the passes keep the batches' shapes too: BLAS rounding depends on them, and
+    # so the float32 values are the batches' whichever strategy runs
     batch = min(batch, n_dir, search_batch(n, n_sel))
+    passes = _use_passes(X, X_select, n_dir, batch, strategy, lu)
     n_sel = n_sel or None
     bounds = [(start, min(n_dir, start + batch)) for start in range(0, n_dir, batch)]
     batches = ((np.ascontiguousarray(W[:, a:b].T, dtype=np.float32),
                 np.ascontiguousarray(shifts[a:b], dtype=np.float64)) for a, b in bounds)
-    if cluster.current() is not None:  # direction batches as tasks
-        results = cluster.halfspace_batches(X, X_select, batches, batch, k, lu)
-    else:
-        proj = _Projector(X, batch, "X")
-        proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
-        results = (_batch_counts(proj, proj_sel, Wt, sh, k, lu) for Wt, sh in batches)
+    with stage("halfspace_search", strategy="passes" if passes else "batches", batch=batch,
+               directions=n_dir, n=n, n_select=n_sel or 0):
+        if passes:
+            from .halfspace_passes import search_in_passes
+
+            b_hi, b_lo, cnt, scnt = search_in_passes(
+                X, X_select, [(a, b, Wt) for (a, b), (Wt, _) in zip(bounds, batches)], shifts, k,
+                progress)
+            results = [(b_hi[a:b], b_lo[a:b], cnt[a:b].tolist(),
+                        None if scnt is None else scnt[a:b].tolist()) for a, b in bounds]
+        elif cluster.current() is not None:  # direction batches as tasks
+            results = cluster.halfspace_batches(X, X_select, batches, batch, k, lu)
+        else:
+            proj = _Projector(X, batch, "X")
+            proj_sel = _Projector(X_select, batch, "X_select") if X_select is not None else None
+            results = (_batch_counts(proj, proj_sel, Wt, sh, k, lu) for Wt, sh in batches)
+        return _records(results, bounds, labels, n, n_eps, n_sel, None if passes else progress)
+
+
+def _records(results, bounds, labels, n, n_eps, n_sel, progress):
+    """Both sides of every direction of ``bounds``' batches: records per epsilon."""
+    n_dir = bounds[-1][1]
     records = [[] for _ in range(n_eps)]
     for (start, stop), (b_hi, b_lo, cnt, scnt) in zip(bounds, results):
         m = stop - start

@@ -2,8 +2,9 @@
 
 ``with stage("knn", n=60000, k=50):`` logs the start and the end (logger
 ``numbaconc.stages``, shown by ``--verbose``) and, inside ``recording()``,
-appends a record ``dict(stage, seconds, peak_bytes, **size)`` that the JSON
-outputs keep.
+appends a record ``dict(stage, seconds, cpu_seconds, peak_bytes, **size)``
+that the JSON outputs keep (``cpu_seconds``: the process's user + system
+CPU time over the stage, every thread).
 
 Peak memory: on Linux the resident high-water mark (VmHWM in
 /proc/self/status) is reset at each stage start by writing "5" to
@@ -79,22 +80,24 @@ def stage(name: str, **size) -> Iterator[dict]:
     """Time one stage and record its peak memory; ``size``: what it works on
     (rows, features, k ...), logged and recorded as given."""
     _fold_peak()
-    record = dict(stage=name, **size, seconds=0.0, peak_bytes=0)
+    record = dict(stage=name, **size, seconds=0.0, cpu_seconds=0.0, peak_bytes=0)
     _open.append(record)
     if _RESETTABLE:
         _reset_hwm()
     described = ", ".join(f"{key}={value}" for key, value in size.items())
     _log.info("start %s%s", name, f" ({described})" if described else "")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield record
     finally:
         record["seconds"] = time.perf_counter() - start
+        record["cpu_seconds"] = time.process_time() - cpu_start
         _fold_peak()
         if not _RESETTABLE:
             record["peak_bytes"] = _maxrss()
         _open.remove(record)
-        _log.info("done  %s: %.2f s, peak %s", name, record["seconds"], _mib(record["peak_bytes"]))
+        _log.info("done  %s: %.2f s (CPU %.2f s), peak %s", name, record["seconds"],
+                  record["cpu_seconds"], _mib(record["peak_bytes"]))
         for recorder in _recorders:
             recorder.append(dict(record))
 

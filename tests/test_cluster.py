@@ -301,7 +301,8 @@ def _plain(result):
     """Every figure of a measurement, without timings, stage peaks and versions."""
     if isinstance(result, dict):
         return {k: _plain(v) for k, v in result.items()
-                if k not in ("timings", "versions", "_region", "seconds", "peak_bytes")}
+                if k not in ("timings", "versions", "_region", "seconds", "cpu_seconds",
+                             "peak_bytes")}
     if isinstance(result, list):
         return [_plain(v) for v in result]
     return result
