@@ -138,7 +138,8 @@ def test_untuned_balls_are_the_2019_greedy_at_the_selection_target(tiny_h5):
             assert np.array_equal(est.region.arrays["centers"], fit.centers)
             assert np.array_equal(est.region.arrays["radii_sq"], fit.radii_sq)
             assert est.tuning is None and "t_grid" not in est.params
-            assert set(est.params) == {"clusters", "balls_used", "delta", "n_neighbors"}
+            assert set(est.params) == {"clusters", "balls_used", "delta", "n_neighbors", "candidates"}
+            assert est.params["candidates"] == "all"
 
 
 def test_plan_tunes_the_holdout_balls_over_a_grid_with_the_paper_t_and_leaves_paper_rows():
