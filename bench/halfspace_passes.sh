@@ -25,7 +25,7 @@ for tag in 1M 10M; do
       --alpha 0.01 --method halfspace --json "$out/measure-$tag.json" --region "$out/region-$tag.h5"
   run "evaluate-$tag" numbaconc evaluate "$out/region-$tag.h5" "$out/MNIST-$tag.h5" \
       --json "$out/evaluate-$tag.json"
-  python - "$out/measure-$tag.json" <<'EOF'
+  python - "$out/measure-$tag.json" <<'EOF' || echo "stage table failed"
 import json, sys
 r = json.load(open(sys.argv[1]))
 n_fit = next(s["n_fit"] for s in r["stages"] if s["stage"] == "halfspace")
