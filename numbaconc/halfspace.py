@@ -442,7 +442,8 @@ def search_batch(n: int, n_select: int = 0, share: float = 0.5) -> int:
     The float32 search values come from BLAS, whose rounding depends on the
     batch shape: a smaller batch moves candidate thresholds by float32
     rounding (the reported region is re-fitted exactly in float64). Runs under
-    one budget are identical, capped or not."""
+    one budget are identical, capped or not; the fixed-pass search, which
+    holds no projection per row, keeps the requested batch at any budget."""
     return budget.rows_for(4.0 * (n + n_select), share)
 
 
@@ -463,10 +464,12 @@ def _search_candidates(X, X_select, W, shifts, labels, k, batch, progress, lu=No
     n, _ = X.shape
     n_dir, n_eps = shifts.shape
     n_sel = X_select.shape[0] if X_select is not None else 0
-    # the passes keep the batches' shapes too: BLAS rounding depends on them, and
-    # so the float32 values are the batches' whichever strategy runs
-    batch = min(batch, n_dir, search_batch(n, n_sel))
-    passes = _use_passes(X, X_select, n_dir, batch, strategy, lu)
+    capped = min(batch, n_dir, search_batch(n, n_sel))
+    passes = _use_passes(X, X_select, n_dir, capped, strategy, lu)
+    # The passes hold no n-long buffer, so they keep the requested batch at any
+    # budget: their BLAS calls (whose rounding depends on the shape) are those of
+    # the batched search at that batch, and the GEMMs do not shrink as n grows.
+    batch = min(batch, n_dir) if passes else capped
     n_sel = n_sel or None
     bounds = [(start, min(n_dir, start + batch)) for start in range(0, n_dir, batch)]
     batches = ((np.ascontiguousarray(W[:, a:b].T, dtype=np.float32),

@@ -3,10 +3,11 @@
 The batched search (``halfspace._search_candidates``) holds one float32
 projection per row for a batch of directions, so at a fixed budget its
 passes over the data grow as n (MNIST-10M at 2 GB: 151 passes of 7.9 GB).
-This search projects every row block onto all directions at once (the same
-direction batches and the same single-threaded ``_products`` calls, so each
-float32 value is the batched search's) and reads the data a fixed number of
-times:
+This search projects every row block onto all directions at once (in the
+caller's direction batches, with the batched search's single-threaded
+``_products`` calls, so each float32 value is the batched search's at that
+batch; the caller keeps the requested batch at any budget, so the GEMMs do
+not shrink as n grows) and reads the data a fixed number of times:
 
 1. a histogram of every direction's projections (up to 2,048 bins over the
    first block's range, values outside in the edge bins);
@@ -22,7 +23,8 @@ times:
 
 Memory is one (n_directions, block rows) float32 block, the histograms and
 the collection buffers, all sized from the budget, never from n. Thresholds
-and counts are those of the batched search bit for bit (tests/test_halfspace_passes.py).
+and counts are those of the batched search with the same batches, bit for bit
+(tests/test_halfspace_passes.py).
 """
 
 from __future__ import annotations

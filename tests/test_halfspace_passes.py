@@ -164,12 +164,17 @@ def test_passes_equal_batches(dtype, metric, small_budget):
     X = _pixels(2600, 24, seed=1)
     X = X if dtype == np.uint8 else (X.astype(dtype) / 255 + np.linspace(0, 1e-3, 24)).astype(dtype)
     eps = [4.0, 40.0] if dtype == np.uint8 else [0.02, 0.2]
-    small_budget(120_000)  # several row blocks, small buffers
-    a, _ = _fits(X, "batches", metric=metric, epsilons=eps)
+    a, _ = _fits(X, "batches", metric=metric, epsilons=eps)  # batches of 7
+    small_budget(120_000)  # several row blocks, small buffers; the batches would be 5
     b, records = _fits(X, "passes", metric=metric, epsilons=eps)
     _assert_same(a, b)
     kinds = [r["kind"] for r in records if r["stage"] == "halfspace_pass"]
     assert kinds[0] == "histogram" and kinds[-1] == "count" and "select" in kinds
+    # the passes keep the requested batch at any budget (their GEMM shapes do not
+    # shrink with n); the batched search must shrink it to hold its projections
+    assert [r["batch"] for r in records if r["stage"] == "halfspace_search"] == [7]
+    _, records = _fits(X, "batches", metric=metric, epsilons=eps)
+    assert [r["batch"] for r in records if r["stage"] == "halfspace_search"] == [5]
 
 
 def test_passes_equal_batches_with_a_select_split_and_inputs(tmp_path, small_budget):
@@ -196,9 +201,9 @@ def test_passes_equal_batches_with_a_select_split_and_inputs(tmp_path, small_bud
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_passes_identical_for_1_and_2_threads(threads, n_threads, small_budget):
     X = _pixels(2200, 16, seed=4)
-    small_budget(100_000)
     threads(1)
     ref, _ = _fits(X, "batches")
+    small_budget(100_000)
     threads(n_threads)
     got, _ = _fits(X, "passes")
     _assert_same(ref, got)
@@ -236,10 +241,10 @@ def test_measure_and_frontier_unchanged(tiny_h5, monkeypatch, small_budget):
     from numbaconc.concentration import measure
     from numbaconc.datasets import open_dataset
 
-    small_budget(100_000)
     with open_dataset(tiny_h5) as ds:
         monkeypatch.setattr(hs, "_use_passes", lambda *a: False)
         ref = measure(ds, metric="linf", alpha=0.05, epsilon=0.1, method="halfspace", n_components=6)
+        small_budget(100_000)
         monkeypatch.setattr(hs, "_use_passes", lambda *a: True)
         got = measure(ds, metric="linf", alpha=0.05, epsilon=0.1, method="halfspace",
                       n_components=6)
