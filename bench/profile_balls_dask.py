@@ -1,6 +1,7 @@
 """Where the balls fit's time goes, in process and on a dask cluster (issue 14).
 
     python bench/profile_balls_dask.py [--rows 20000] [--scheduler local:2] [--threads 2]
+                                       [--skip-local]
 
 Fits the l2 balls (alpha = 0.01, eps = 4.74, T = 20, delta = 0.25: the
 bench_dask.py stage) on the first ``--rows`` MNIST training rows, once in this
