@@ -304,7 +304,8 @@ def main():
     lines += ["Cluster times include the client's share (planning, scattering, the in-order "
               "merge) and exclude the LocalCluster start and the workers' first compile "
               "(warm-up). A local:N cluster here shares the 2 cores with the client.", ""]
-    lines += scaling_model(records, n, d, hs_n, hs_d)
+    if records:  # the model needs the kNN or half-space task times
+        lines += scaling_model(records, n, d, hs_n, hs_d)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
