@@ -1,9 +1,12 @@
 """The heavy stages on a dask cluster against the same work in one process (issue 14).
 
     python bench/bench_dask.py [--scheduler local:2] [--threads 2] [--repeats 1]
-                               [--halfspace-data PATH] [--quick] [--out bench/RESULTS-dask.md]
+                               [--halfspace-data PATH] [--quick] [--rows N]
+                               [--only knn,halfspace,balls]
+                               [--out bench/RESULTS-dask.md]
 
-Same work both ways, on the bundled MNIST (or the first 6000 rows with --quick):
+Same work both ways, on the bundled MNIST (or its first 6000 rows with --quick, its
+first N with --rows N):
 
 1. all-pairs l1 kNN, k = 50 (self included);
 2. the half-space search (l-inf, alpha = 0.01, eps = 0.1: covariance, every
@@ -12,6 +15,9 @@ Same work both ways, on the bundled MNIST (or the first 6000 rows with --quick):
 3. evaluate: the fitted half-space's counts on train and test;
 4. the balls fit (l2, alpha = 0.01, eps = 4.74, T = 20, the paper's delta = 0.25)
    on its neighbour lists (computed once beforehand in this process, not timed).
+
+``--only``: a comma-separated subset of the groups knn (1), halfspace (2 and 3),
+balls (4); default all.
 
 In-process: numba and BLAS pinned to ``--threads``. Cluster: ``--scheduler``
 (default local:2 = a LocalCluster of 2 worker processes x 1 thread). Kernels are
@@ -82,11 +88,15 @@ def subset_file(src: Path, rows: int, folder: Path) -> Path:
     return out
 
 
-class Stage:
-    """One piece of work run both ways: ``run()`` returns a comparable result."""
+GROUPS = ("knn", "halfspace", "balls")
 
-    def __init__(self, name, run, same):
-        self.name, self.run, self.same = name, run, same
+
+class Stage:
+    """One piece of work run both ways: ``run()`` returns a comparable result;
+    ``group``: its name for ``--only``."""
+
+    def __init__(self, name, run, same, group):
+        self.name, self.run, self.same, self.group = name, run, same, group
 
 
 def timed(fn, repeats):
@@ -112,7 +122,7 @@ def task_times(stream) -> list[float]:
     return out
 
 
-def stages(path: Path, hs_path: Path, quick: bool):
+def stages(path: Path, hs_path: Path, quick: bool, only=GROUPS):
     ds = datasets.open_dataset(path)
     hs = ds if hs_path == path else datasets.open_dataset(hs_path)
     n_comp = 50 if quick else None
@@ -134,7 +144,8 @@ def stages(path: Path, hs_path: Path, quick: bool):
 
     n = ds.train.n_samples
     # untimed input, cached across runs (the lists the balls of `measure` use)
-    l2_lists = cached_knn(ds, min(n, 2 * math.ceil(0.01 * n)), metric="l2")[0]
+    l2_lists = cached_knn(ds, min(n, 2 * math.ceil(0.01 * n)), metric="l2")[0] \
+        if "balls" in only else None
 
     def balls():
         return fit_balls(ds.train.x, 0.01, 4.74 / ds.scale, 20, delta=0.25, neighbors=l2_lists)
@@ -148,18 +159,20 @@ def stages(path: Path, hs_path: Path, quick: bool):
     def same_balls(a, b):
         return a.history == b.history and np.array_equal(a.radii_sq, b.radii_sq)
 
-    return [Stage("l1 kNN k=50 (all pairs)", knn_l1, same_lists),
-            Stage(f"half-space search l-inf ({hs.train.n_samples} x {hs.train.n_features})", search, same_fit),
-            Stage("evaluate (half-space, train + test)", evaluate, lambda a, b: a == b),
-            Stage("balls fit l2 eps=4.74 T=20", balls, same_balls)]
+    work = [Stage("l1 kNN k=50 (all pairs)", knn_l1, same_lists, "knn"),
+            Stage(f"half-space search l-inf ({hs.train.n_samples} x {hs.train.n_features})", search,
+                  same_fit, "halfspace"),
+            Stage("evaluate (half-space, train + test)", evaluate, lambda a, b: a == b, "halfspace"),
+            Stage("balls fit l2 eps=4.74 T=20", balls, same_balls, "balls")]
+    return [stage for stage in work if stage.group in only]
 
 
-def warm_up(folder: Path, client_spec):
+def warm_up(folder: Path, client_spec, only=GROUPS):
     """Compile every kernel here and on the workers (on a small file, same array types)."""
     small = subset_file(datasets.ensure_bundled("mnist"), 1500, folder)
     for spec in (None, client_spec):
         with cluster.use(spec):
-            for stage in stages(small, small, True):
+            for stage in stages(small, small, True, only):
                 stage.run()
 
 
@@ -231,14 +244,21 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--halfspace-data", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="6000 MNIST rows, 50 components: a check")
+    parser.add_argument("--rows", type=int, default=None, help="the first ROWS MNIST training rows")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"comma-separated stage groups to run: {', '.join(GROUPS)}")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    only = tuple(g.strip() for g in args.only.split(",") if g.strip())
+    if not only or any(g not in GROUPS for g in only):
+        parser.error(f"--only: expected a comma-separated subset of {', '.join(GROUPS)}")
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     folder = Path(tempfile.mkdtemp(prefix="bench-dask-"))
     path = datasets.ensure_bundled("mnist")
-    if args.quick:
-        path = subset_file(path, 6000, folder)
+    rows = 6000 if args.quick else args.rows
+    if rows:
+        path = subset_file(path, rows, folder)
     hs_path = args.halfspace_data or path
     lines = ["# numbaconc on a dask cluster against one process", "",
              f"- Command: `{' '.join([Path(sys.executable).name] + sys.argv)}`", *machine(),
@@ -253,12 +273,12 @@ def main():
     with cluster.use(args.scheduler) as client, threadpool_limits(args.threads, user_api="blas"):
         lines.insert(5, f"- Cluster: {len(client.scheduler_info()['workers'])} workers, "
                         f"dashboard {client.dashboard_link}")
-        warm_up(folder, client)
+        warm_up(folder, client, only)
         with cluster.use(None):
-            work = stages(path, hs_path, args.quick)
+            work = stages(path, hs_path, args.quick, only)
         lines += ["| stage | in process (s) | cluster (s) | cluster / in process | tasks | identical |",
                   "|---|---|---|---|---|---|"]
-        for i, stage in enumerate(work):
+        for stage in work:
             with cluster.use(None):
                 t_local, lo_l, hi_l, ref = timed(stage.run, args.repeats)
             with distributed.get_task_stream(client) as stream:
@@ -268,9 +288,9 @@ def main():
                 raise SystemExit(f"{stage.name}: the cluster result differs from the in-process one")
             per_task = task_times(stream.data)
             n_tasks = len(per_task) // max(1, args.repeats)
-            if i == 0:
+            if stage.group == "knn":
                 records["knn"] = (per_task, math.ceil(n / max(1, n_tasks)))
-            if i == 1:
+            if stage.name.startswith("half-space search"):
                 from numbaconc.halfspace import search_batch
 
                 batch = min(256, n_dir, search_batch(hs_n))
@@ -284,7 +304,8 @@ def main():
     lines += ["Cluster times include the client's share (planning, scattering, the in-order "
               "merge) and exclude the LocalCluster start and the workers' first compile "
               "(warm-up). A local:N cluster here shares the 2 cores with the client.", ""]
-    lines += scaling_model(records, n, d, hs_n, hs_d)
+    if records:  # the model needs the kNN or half-space task times
+        lines += scaling_model(records, n, d, hs_n, hs_d)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

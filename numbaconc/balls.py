@@ -208,7 +208,13 @@ class _ExactEvaluator:
 
     def _prepare_gemm(self):
         X = self.X
+        d = X.shape[1]
+        # buffers reused by every fill: a fresh multi-MB temporary per base block
+        # is mapped and unmapped each time on a dask worker (its nanny sets
+        # MALLOC_TRIM_THRESHOLD_), and the page faults cost a third of its CPU
         self.G = np.empty(self.capacity * self.base_rows, dtype=np.float32)
+        self.left = np.empty((self.capacity, d), dtype=np.float32)
+        self.right = np.empty(self.base_rows * min(d, _GEMM_CHUNK), dtype=np.float32)
         self.sq = np.concatenate([(np.asarray(X[a:a + 8192]).astype(np.int64) ** 2).sum(1)
                                   for a in range(0, X.shape[0], 8192)]).astype(np.float64)
 
@@ -225,15 +231,16 @@ class _ExactEvaluator:
         acc = self.D2[:b]
         sq_rows = np.ascontiguousarray(self.sq[rows])
         chunks = [(c, min(c + _GEMM_CHUNK, d)) for c in range(0, d, _GEMM_CHUNK)]
-        picked = np.asarray(X[rows])
-        left = [np.ascontiguousarray(picked[:, c0:c1], dtype=np.float32) for c0, c1 in chunks]
+        left = self.left[:b]
+        np.copyto(left, np.asarray(X[rows]))
         for a in range(0, n, self.base_rows):
             z = min(a + self.base_rows, n)
             block = np.asarray(X[a:z])
             G = self.G[:b * (z - a)].reshape(b, z - a)
             for c, (c0, c1) in enumerate(chunks):
-                right = np.ascontiguousarray(block[:, c0:c1], dtype=np.float32)
-                np.matmul(left[c], right.T, out=G)
+                right = self.right[:(z - a) * (c1 - c0)].reshape(z - a, c1 - c0)
+                np.copyto(right, block[:, c0:c1])
+                np.matmul(left[:, c0:c1], right.T, out=G)
                 _k.add_products(acc[:, a:z], G, sq_rows, self.sq[a:z], c == 0,
                                 c == len(chunks) - 1)
         return acc

@@ -280,9 +280,10 @@ def map_ordered(unit, arg_list, *, weights=None, progress=None, total=None):
     position = {future.key: i for i, future in enumerate(futures)}
     ready, next_i, done = {}, 0, 0
     try:
-        for future in as_completed(futures):
+        # results come with the completions (no round trip per task to fetch each one)
+        for future, result in as_completed(futures, with_results=True):  # a task's error is raised here
             i = position[future.key]
-            ready[i] = future.result()  # a task's error is raised here
+            ready[i] = result
             done += weights[i]
             if progress is not None:
                 progress(done, total)
@@ -497,6 +498,9 @@ class BallEvaluator:
         self.capacity = int(capacity)
         self.token = uuid.uuid4().hex
         self._ball_key, self._ball_state = None, None
+        # how many pieces a batch is split into; counted once per ball, since
+        # scheduler_info() is a round trip fetching every worker's record
+        self._workers = n_workers(self.client)
 
     def _state(self, covered, expanded):
         key = (int(covered.sum()), int(expanded.sum()))  # both grow with every ball
@@ -504,10 +508,11 @@ class BallEvaluator:
             self._ball_state = self.client.scatter([covered.copy(), expanded.copy()], hash=False,
                                                    broadcast=True)
             self._ball_key = key
+            self._workers = n_workers(self.client)
         return self._ball_state
 
     def _pieces(self, rows, size):
-        count = max(n_workers(self.client), -(-len(rows) // size))
+        count = max(self._workers, -(-len(rows) // size))
         return [piece for piece in np.array_split(np.asarray(rows, dtype=np.int64), count) if len(piece)]
 
     def __call__(self, cand, covered, expanded, n_lo, n_hi, eps, top_hint):

@@ -270,6 +270,29 @@ def test_cubes_and_lu_balls_fit_identical(client, metric, gamma, monkeypatch):
         assert np.array_equal(getattr(ref, key), getattr(got, key))
 
 
+def _same_balls(ref, got):
+    assert ref.history == got.history and ref.stopped == got.stopped
+    for key in ("center_index", "centers", "radii", "radii_sq", "covered", "expanded"):
+        assert np.array_equal(getattr(ref, key), getattr(got, key))
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_balls_fit_identical_on_ties_extremes_and_sampled_candidates(client, sampled, monkeypatch):
+    """Duplicated rows, all-0 and all-255 rows (ties everywhere), with every
+    row or a seeded sample of rows as candidates, several exact rounds a ball."""
+    from numbaconc import balls
+
+    x = _images(900, 24, 22)
+    rows = balls.sample_candidates(len(x), 300, seed=5) if sampled else None
+    monkeypatch.setattr(balls, "_FIRST_BATCH", 4)
+    args = dict(delta=0.25, n_neighbors=10, candidates=rows)
+    ref = balls.fit_balls(x, 0.06, 600.0, 7, **args)
+    with cluster.use(client):
+        got = balls.fit_balls(x, 0.06, 600.0, 7, **args)
+    assert sum(h["candidates_exact"] for h in ref.history) > 20
+    _same_balls(ref, got)
+
+
 # ---------------------------------------------------------------- evaluate
 
 
@@ -385,3 +408,43 @@ def test_a_worker_killed_mid_run_is_retried_with_the_same_result(client, monkeyp
     while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
         time.sleep(0.2)
     assert killed[0][0] not in client.scheduler_info()["workers"]
+
+
+def test_a_worker_killed_mid_balls_fit_gives_the_same_fit(client, monkeypatch):
+    """The balls fit's tasks are pure too: a worker killed while one of them
+    runs (the fit's per-worker state is rebuilt on the replacement)."""
+    import threading
+
+    from numbaconc import balls
+
+    deadline = time.time() + 60  # the previous test's replacement worker
+    while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    x, _ = make_tiny_images(2500, seed=23)
+    monkeypatch.setattr(balls, "_FIRST_BATCH", 4)
+    ref = balls.fit_balls(x, 0.05, 30.0, 8, n_neighbors=20)
+    pids = client.run(os.getpid)
+    killed, stop = [], threading.Event()
+
+    def kill_a_busy_worker():
+        while not stop.is_set():
+            busy = [addr for addr, keys in client.processing().items() if keys and addr in pids]
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    with cluster.use(client):
+        killer.start()
+        try:
+            got = balls.fit_balls(x, 0.05, 30.0, 8, n_neighbors=20)
+        finally:
+            stop.set()
+            killer.join()
+    assert killed, "no task was running while the fit ran: the test would prove nothing"
+    _same_balls(ref, got)
+    deadline = time.time() + 60
+    while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
+        time.sleep(0.2)
