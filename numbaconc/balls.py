@@ -27,18 +27,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import budget
-from .coverage import _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
+from .coverage import _DTYPES, _as_data, ball_coverage  # noqa: F401 (ball_coverage: re-exported)
 from .errors import NumbaconcError
 from .stages import stage
 from .kernels import ball_geometry as _geometry
 from .kernels import balls as _k
-from .validation import (METRICS, REGION_METRICS, check_alpha, check_epsilon, check_float,
-                         check_int, check_metric)
+from .validation import (METRICS, REGION_METRICS, as_matrix, check_alpha, check_epsilon,
+                         check_finite, check_float, check_int, check_metric)
 
 _FIRST_BATCH = 64  # candidates evaluated exactly in a ball's first call; the batch
                    # doubles per call up to the evaluator's capacity (thin GEMMs
                    # waste BLAS; results never depend on the batch or thread count)
 _BATCH_SHARE = 0.25  # capacity: rows of n float64 distances (two buffers) in this budget share
+_HELD_LISTS_SHARE = 0.0625  # sampled candidates' lists (each array) held in memory up to this
+                            # share, else in a scratch file: the greedy already holds X and the
+                            # evaluator's buffers, and the kNN its prepared base
 _MAX_BATCH = 256
 _BASE_BLOCK_BYTES = 8 << 20  # float32 base rows converted at a time by the exact GEMM
 _GEMM_CHUNK = (1 << 24) // (255 * 255)  # uint8 features per float32 GEMM chunk:
@@ -316,20 +319,33 @@ def candidate_list_length(k: int, m: int) -> int:
 
 def candidate_lists(X, centres, k: int, metric: str = "l2"):
     """Exact neighbour lists (self included) of the rows ``centres`` among all
-    rows of X (every row when None): m queries against n base rows, written
-    into scratch arrays when they do not fit the budget share."""
-    from .neighbours import knn, list_dtypes, scratch_array  # imported late: optional until needed
+    rows of X (every row when None): m queries against n base rows.
+
+    ``X`` may be a row view or a file's dataset: the search reads it in
+    blocks. The m lists are held in memory up to a small budget share, else
+    written into scratch files whose pages are flushed and released after
+    every query block, so they never compete with the search's prepared
+    copy of the base (read at random by its exact re-ranking)."""
+    from .datasets import RowView  # imported late: optional until needed
+    from .neighbours import knn, list_dtypes, release_pages, scratch_array
 
     n, d = X.shape
     if centres is None:
         return knn(X, k, metric=metric, include_self=True)
     m = len(centres)
     idx_type, dist_type, _ = list_dtypes(metric, X.dtype, n, d)
-    out = (scratch_array((m, k), idx_type, _BATCH_SHARE / 2),
-           scratch_array((m, k), dist_type, _BATCH_SHARE / 2))
+    out = (scratch_array((m, k), idx_type, _HELD_LISTS_SHARE),
+           scratch_array((m, k), dist_type, _HELD_LISTS_SHARE))
+
+    def written(done, total):
+        for array in out:
+            if isinstance(array, np.memmap):
+                array.flush()  # clean pages can leave the page cache at once
+                release_pages(array)
+
     with stage(f"knn_{metric}_candidates", m=m, n=n, d=d, k=k):
-        return knn(X, k, metric=metric, queries=np.ascontiguousarray(X[centres]),
-                   include_self=True, out=out)
+        return knn(X, k, metric=metric, queries=RowView(X).take(centres), include_self=True,
+                   out=out, progress=written)
 
 
 def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0.0,
@@ -346,7 +362,10 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     When no candidate meets gamma the greedy stops there (``stopped`` says
     so; the region then covers fewer than the target).
 
-    ``X``: (n, d) uint8 or float32 (memmap or h5py dataset fine), storage units.
+    ``X``: (n, d) uint8 or float32 (memmap, h5py dataset or ``RowView`` fine),
+    storage units. Lists computed here are searched over X as it is (read in
+    blocks); the rows are materialised once, after the search's prepared copy
+    of them is freed.
     ``epsilon``: storage units (pixel levels for uint8: eps * 255).
     ``neighbors``: l2 ``KnnResult`` of X with include_self=True; if None it is
     computed with ``numbaconc.neighbours.knn`` with K = n_neighbors or 2 ceil(alpha n).
@@ -357,7 +376,8 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
     still evaluated exactly against all n points; ``neighbors`` then holds one
     list per candidate (m x K: the candidates as queries, X as the base).
     """
-    X = _as_data(X)
+    X = as_matrix(X, _DTYPES, "X")  # read below: the lists first, then the rows held once
+    check_finite(X, "X")
     n = X.shape[0]
     alpha = check_alpha(alpha)
     epsilon = check_epsilon(epsilon)
@@ -377,7 +397,10 @@ def fit_balls(X, alpha: float, epsilon: float, n_balls: int, *, delta: float = 0
         if n_neighbors is None:
             n_neighbors = min(n, 2 * math.ceil(alpha * n))
         n_neighbors = check_int(n_neighbors, "n_neighbors", low=1, high=n)
+        # from the unread rows (a view, a file): the search's prepared copy of
+        # them is gone before the fitting rows are materialised
         neighbors = candidate_lists(X, centres, int(n_neighbors), metric)
+    X = _as_data(X)
     integer = X.dtype == np.uint8
     eps = float(epsilon)
     with stage("balls_lists", n=n, candidates=n if centres is None else len(centres)):

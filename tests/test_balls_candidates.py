@@ -128,3 +128,55 @@ def test_measure_records_the_variant(tiny_h5):
                     clusters=3, ball_candidates=10**6)  # at least n: every row, exact
     assert every.data["params"]["candidates"] == "all"
     assert every.data["test"] == exact.data["test"] and every.data["train"] == exact.data["train"]
+
+
+def test_sampled_lists_are_searched_before_the_rows_are_read(tmp_path, monkeypatch):
+    """The candidates' kNN reads the fitting rows as a view of the file (the
+    rows are materialised only after its prepared copy is gone); lists over
+    their small budget share go to scratch memmaps, flushed and released as
+    they are written, and read back unchanged: the fit equals the in-memory
+    run's, chunked HDF5 and read-only memmap alike."""
+    from conftest import make_tiny_images
+
+    import h5py
+
+    from numbaconc import neighbours
+    from numbaconc.datasets import RowView
+
+    x, _ = make_tiny_images(3000, side=8, n_modes=5, seed=12)
+    x[:40] = 0
+    x[40:60] = 255
+    x[60:90] = x[100:130]  # duplicates
+    rows = np.sort(np.random.default_rng(1).choice(3000, size=2500, replace=False))
+    centres = sample_candidates(2500, 600, seed=2)
+    dense = np.ascontiguousarray(x[rows])
+    want = fit_balls(dense, 0.05, 120.0, 4, n_neighbors=2000, candidates=centres)
+    want_lists = knn(dense, 2000, metric="l2", queries=dense[centres])
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        offset = f.create_dataset("x", data=x).id.get_offset()
+        f.create_dataset("chunked", data=x, chunks=(256, 64), compression="gzip")
+    seen = []
+    real_knn = neighbours.knn
+
+    def spy(base, k, **kw):
+        out = kw.get("out")
+        seen.append((type(base), out is not None and all(isinstance(a, np.memmap) for a in out)))
+        return real_knn(base, k, **kw)
+
+    monkeypatch.setattr(neighbours, "knn", spy)
+    monkeypatch.setenv("NUMBACONC_CACHE", str(tmp_path / "cache"))
+    with h5py.File(path, "r") as f:
+        sources = (np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=x.shape),
+                   f["chunked"])
+        for source in sources:
+            view = RowView(source, rows)
+            with budget("64M"):  # the lists, 600 x 2000 x 8 bytes, exceed 4 MB: scratch files
+                lists = candidate_lists(view, centres, 2000)
+                assert isinstance(lists.indices, np.memmap)
+                np.testing.assert_array_equal(lists.indices, want_lists.indices)
+                np.testing.assert_array_equal(lists.stored, want_lists.stored)
+                seen.clear()
+                got = fit_balls(view, 0.05, 120.0, 4, n_neighbors=2000, candidates=centres)
+            assert seen == [(RowView, True)]
+            assert _fit_dict(got) == _fit_dict(want)
