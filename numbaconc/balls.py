@@ -221,30 +221,37 @@ class _ExactEvaluator:
         self.sq = np.concatenate([(np.asarray(X[a:a + 8192]).astype(np.int64) ** 2).sum(1)
                                   for a in range(0, X.shape[0], 8192)]).astype(np.float64)
 
-    def fill(self, rows):
-        """self.D2[:len(rows)] = exact d2 from X[rows] to every row of X."""
+    def fill(self, rows, cols=None):
+        """Exact d2 from X[rows] to every row of X (self.D2[:len(rows)]), or to
+        the rows ``cols`` only (sorted; a (len(rows), len(cols)) C-ordered view
+        of the same buffer). Each value depends only on its pair of rows."""
         b = len(rows)
+        n, d = self.X.shape
+        m = n if cols is None else len(cols)
+        acc = self.D2[:b] if cols is None else self.D2.reshape(-1)[:b * m].reshape(b, m)
         if not self.integer or self.linf:
-            _k.fill_rows(self.X, rows, self.integer, self.linf, self.D2[:b])
-            return self.D2[:b]
+            all_rows = np.arange(n) if cols is None else cols
+            _k.fill_rows(self.X, rows, all_rows, self.integer, self.linf, acc)
+            return acc
         if self.sq is None:
             self._prepare_gemm()
         X = self.X
-        n, d = X.shape
-        acc = self.D2[:b]
         sq_rows = np.ascontiguousarray(self.sq[rows])
         chunks = [(c, min(c + _GEMM_CHUNK, d)) for c in range(0, d, _GEMM_CHUNK)]
         left = self.left[:b]
         np.copyto(left, np.asarray(X[rows]))
-        for a in range(0, n, self.base_rows):
-            z = min(a + self.base_rows, n)
-            block = np.asarray(X[a:z])
+        for a in range(0, m, self.base_rows):
+            z = min(a + self.base_rows, m)
+            if cols is None:
+                block, sq_block = np.asarray(X[a:z]), self.sq[a:z]
+            else:
+                block, sq_block = np.asarray(X[cols[a:z]]), self.sq[cols[a:z]]
             G = self.G[:b * (z - a)].reshape(b, z - a)
             for c, (c0, c1) in enumerate(chunks):
                 right = self.right[:(z - a) * (c1 - c0)].reshape(z - a, c1 - c0)
                 np.copyto(right, block[:, c0:c1])
                 np.matmul(left[:, c0:c1], right.T, out=G)
-                _k.add_products(acc[:, a:z], G, sq_rows, self.sq[a:z], c == 0,
+                _k.add_products(acc[:, a:z], G, sq_rows, sq_block, c == 0,
                                 c == len(chunks) - 1)
         return acc
 
@@ -262,10 +269,25 @@ class _ExactEvaluator:
         return self.gain[:b], self.r2[:b], self.top[:b], self.prof[:b]
 
     def add_penalties(self, rows, reach, penalty):
-        """penalty[i] += #{r in rows: d2(x_r, x_i) <= reach[i]} (kernels.add_penalties)."""
+        """penalty[i] += #{r in rows: d2(x_r, x_i) <= reach[i]} (kernels.add_penalties).
+
+        Only rows evaluated exactly have a reach (>= 0; the rest -1, never
+        reached), so the distances go to those columns only when they are
+        fewer than half the rows: with sampled candidates at most the sample,
+        instead of all n (the same pairs, the same exact values)."""
+        cols = np.flatnonzero(reach >= 0)
+        if len(cols) == 0:
+            return
+        if 2 * len(cols) >= len(reach):
+            cols = None
         for a in range(0, len(rows), self.capacity):
             part = rows[a:a + self.capacity]
-            _k.add_penalties(self.fill(part), len(part), reach, penalty)
+            if cols is None:
+                _k.add_penalties(self.fill(part), len(part), reach, penalty)
+            else:
+                increment = np.zeros(len(cols), dtype=np.int64)
+                _k.add_penalties(self.fill(part, cols), len(part), reach[cols], increment)
+                penalty[cols] += increment
 
 
 def batch_capacity(n: int) -> int:

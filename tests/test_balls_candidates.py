@@ -180,3 +180,40 @@ def test_sampled_lists_are_searched_before_the_rows_are_read(tmp_path, monkeypat
                 got = fit_balls(view, 0.05, 120.0, 4, n_neighbors=2000, candidates=centres)
             assert seen == [(RowView, True)]
             assert _fit_dict(got) == _fit_dict(want)
+
+
+@pytest.mark.parametrize("kind,linf", [("extremes", False), ("float", False), ("levels", True)])
+def test_penalties_over_the_reached_rows_only(kind, linf):
+    """add_penalties fills only the columns with a reach (the rows evaluated
+    exactly) when they are few: the counts equal a brute-force count and the
+    full-width fill, for the GEMM (uint8), the direct (float) and l-inf keys."""
+    from numbaconc.balls import _ExactEvaluator
+
+    X = _data(kind, n=300, d=12, seed=7)
+    X[40] = X[41]  # a duplicate: a zero distance
+    integer = X.dtype == np.uint8
+    rng = np.random.default_rng(1)
+    diff = X[:, None, :].astype(np.float64) - X[None, :, :].astype(np.float64)
+    key = np.abs(diff).max(2) if linf else (diff ** 2).sum(2)
+    fresh = np.sort(rng.choice(300, 90, replace=False))
+    values = np.unique(key)
+    i = len(values) // 5
+    # integer keys: a key itself (ties at the reach); float keys: between two keys
+    level = values[i] if integer else (values[i] + values[i + 1]) / 2
+    for n_reached in (0, 1, 25, 149, 150, 300):  # under and over half of the rows
+        reach = np.full(300, -1.0)
+        reached = rng.choice(300, n_reached, replace=False)
+        reach[reached] = level
+        reach[41] = 0.0 if n_reached else -1.0  # exactly the duplicate's distance
+        want = np.where(reach >= 0, (key[fresh] <= reach[None, :]).sum(0), 0)
+        got = np.full(300, 5, dtype=np.int64)
+        evaluator = _ExactEvaluator(X, integer, linf)
+        evaluator.capacity = 32  # several parts
+        evaluator.add_penalties(fresh, reach, got)
+        np.testing.assert_array_equal(got - 5, want)
+        full = np.zeros(300, dtype=np.int64)
+        from numbaconc.kernels import balls as kb
+        for a in range(0, len(fresh), 32):
+            part = fresh[a:a + 32]
+            kb.add_penalties(evaluator.fill(part), len(part), reach, full)
+        np.testing.assert_array_equal(got - 5, full)

@@ -326,13 +326,12 @@ def _gains_from_row(drow, covered, expanded, n_lo, n_hi, eps, top_hint, buf_u, p
 
 
 @jit_parallel
-def fill_rows(X, rows, integer, linf, D2):
-    """D2[s, j] = key(X[rows[s]], X[j]) by the direct kernel (float data, l-inf)."""
-    n = X.shape[0]
+def fill_rows(X, rows, cols, integer, linf, D2):
+    """D2[s, j] = key(X[rows[s]], X[cols[j]]) by the direct kernel (float data, l-inf)."""
     for s in prange(rows.shape[0]):
         xi = X[rows[s]]
-        for j in range(n):
-            D2[s, j] = pair_key(xi, X[j], integer, linf)
+        for j in range(cols.shape[0]):
+            D2[s, j] = pair_key(xi, X[cols[j]], integer, linf)
 
 
 @jit_parallel
