@@ -207,6 +207,7 @@ class _ExactEvaluator:
         self.top = np.empty(cap)
         self.prof = np.empty((cap, _N_PROFILE), dtype=np.int64)
         self.sq = None
+        self._all_rows = None
         self.base_rows = int(min(n, max(256, _BASE_BLOCK_BYTES // (4 * d))))
 
     def _prepare_gemm(self):
@@ -230,8 +231,11 @@ class _ExactEvaluator:
         m = n if cols is None else len(cols)
         acc = self.D2[:b] if cols is None else self.D2.reshape(-1)[:b * m].reshape(b, m)
         if not self.integer or self.linf:
-            all_rows = np.arange(n) if cols is None else cols
-            _k.fill_rows(self.X, rows, all_rows, self.integer, self.linf, acc)
+            if cols is None:
+                if self._all_rows is None:  # made once: fill runs for every batch
+                    self._all_rows = np.arange(n)
+                cols = self._all_rows
+            _k.fill_rows(self.X, rows, cols, self.integer, self.linf, acc)
             return acc
         if self.sq is None:
             self._prepare_gemm()
