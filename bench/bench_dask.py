@@ -1,8 +1,8 @@
 """The heavy stages on a dask cluster against the same work in one process (issue 14).
 
     python bench/bench_dask.py [--scheduler local:2] [--threads 2] [--repeats 1]
-                               [--halfspace-data PATH] [--quick] [--rows N]
-                               [--only knn,halfspace,balls]
+                               [--halfspace-data PATH] [--kmeans-data PATH] [--quick] [--rows N]
+                               [--only knn,halfspace,balls,kmeans]
                                [--out bench/RESULTS-dask.md]
 
 Same work both ways, on the bundled MNIST (or its first 6000 rows with --quick, its
@@ -14,10 +14,12 @@ first N with --rows N):
    ``--halfspace-data`` (e.g. an MNIST-1M made with ``numbaconc data synth augment``);
 3. evaluate: the fitted half-space's counts on train and test;
 4. the balls fit (l2, alpha = 0.01, eps = 4.74, T = 20, the paper's delta = 0.25)
-   on its neighbour lists (computed once beforehand in this process, not timed).
+   on its neighbour lists (computed once beforehand in this process, not timed);
+5. one k-means fit as the boxes run it (l1 assignment, T = 40, random init,
+   30 iterations at most) on the training rows, or on those of ``--kmeans-data``.
 
 ``--only``: a comma-separated subset of the groups knn (1), halfspace (2 and 3),
-balls (4); default all.
+balls (4), kmeans (5); default all.
 
 In-process: numba and BLAS pinned to ``--threads``. Cluster: ``--scheduler``
 (default local:2 = a LocalCluster of 2 worker processes x 1 thread). Kernels are
@@ -52,6 +54,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from numbaconc import __version__, cluster, datasets
 from numbaconc.balls import fit_balls
 from numbaconc.halfspace import fit_halfspace_curve
+from numbaconc.kmeans import kmeans
 from numbaconc.neighbours import cached_knn, knn
 from numbaconc.regions import halfspace_region
 
@@ -88,7 +91,7 @@ def subset_file(src: Path, rows: int, folder: Path) -> Path:
     return out
 
 
-GROUPS = ("knn", "halfspace", "balls")
+GROUPS = ("knn", "halfspace", "balls", "kmeans")
 
 
 class Stage:
@@ -122,9 +125,10 @@ def task_times(stream) -> list[float]:
     return out
 
 
-def stages(path: Path, hs_path: Path, quick: bool, only=GROUPS):
+def stages(path: Path, hs_path: Path, quick: bool, only=GROUPS, km_path=None):
     ds = datasets.open_dataset(path)
     hs = ds if hs_path == path else datasets.open_dataset(hs_path)
+    km = ds if km_path in (None, path) else datasets.open_dataset(km_path)
     n_comp = 50 if quick else None
     eps_linf = 0.1 / ds.scale
     fit_box = {}
@@ -150,6 +154,13 @@ def stages(path: Path, hs_path: Path, quick: bool, only=GROUPS):
     def balls():
         return fit_balls(ds.train.x, 0.01, 4.74 / ds.scale, 20, delta=0.25, neighbors=l2_lists)
 
+    def one_kmeans():
+        return kmeans(km.train.x, 40, metric="l1", init="random", max_iter=30, random_state=0)
+
+    def same_kmeans(a, b):
+        return (np.array_equal(a.labels, b.labels) and np.array_equal(a.centers, b.centers)
+                and (a.n_iter, a.inertia) == (b.n_iter, b.inertia))
+
     def same_lists(a, b):
         return np.array_equal(a.indices, b.indices) and np.array_equal(a.stored, b.stored)
 
@@ -163,7 +174,9 @@ def stages(path: Path, hs_path: Path, quick: bool, only=GROUPS):
             Stage(f"half-space search l-inf ({hs.train.n_samples} x {hs.train.n_features})", search,
                   same_fit, "halfspace"),
             Stage("evaluate (half-space, train + test)", evaluate, lambda a, b: a == b, "halfspace"),
-            Stage("balls fit l2 eps=4.74 T=20", balls, same_balls, "balls")]
+            Stage("balls fit l2 eps=4.74 T=20", balls, same_balls, "balls"),
+            Stage(f"k-means l1 T=40 (one fit, {km.train.n_samples} x {km.train.n_features})", one_kmeans,
+                  same_kmeans, "kmeans")]
     return [stage for stage in work if stage.group in only]
 
 
@@ -243,6 +256,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="in-process numba / BLAS threads")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--halfspace-data", type=Path, default=None)
+    parser.add_argument("--kmeans-data", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="6000 MNIST rows, 50 components: a check")
     parser.add_argument("--rows", type=int, default=None, help="the first ROWS MNIST training rows")
     parser.add_argument("--only", default=",".join(GROUPS),
@@ -275,7 +289,7 @@ def main():
                         f"dashboard {client.dashboard_link}")
         warm_up(folder, client, only)
         with cluster.use(None):
-            work = stages(path, hs_path, args.quick, only)
+            work = stages(path, hs_path, args.quick, only, args.kmeans_data)
         lines += ["| stage | in process (s) | cluster (s) | cluster / in process | tasks | identical |",
                   "|---|---|---|---|---|---|"]
         for stage in work:

@@ -49,6 +49,7 @@ _log = logging.getLogger("numbaconc")
 _spec = None            # None, an address, "local:N" or a Client
 _client = None          # the connected Client (lazily, on the first current())
 _owned = None           # (client, cluster) that this module started and must close
+_in_task = threading.local()  # set while a work unit runs: its stages stay in its process
 
 
 # ---------------------------------------------------------------- the setting
@@ -85,8 +86,8 @@ def set_scheduler(spec) -> None:
 def current():
     """The ``distributed.Client`` of the setting (connecting on first use), or None."""
     global _client, _owned
-    if _spec is None:
-        return None
+    if _spec is None or getattr(_in_task, "active", False):
+        return None  # a task on a threaded in-process worker must not wait on tasks of its own
     if _client is None:
         _client, _owned = _connect(_spec)
     return _client
@@ -236,6 +237,13 @@ def open_source(src):
     return _opened[key]
 
 
+def drop_worker_state(key) -> None:
+    """Free the state a worker holds for ``key`` (run on every worker by ``Client.run``)."""
+    with _state_lock:
+        if _state[0] == key:
+            _state[0] = _state[1] = None
+
+
 def worker_state(key, make):
     """``make()`` once per worker for ``key`` (a kNN plan, a projector): the
     worker keeps the latest one only, so memory holds one stage's state."""
@@ -258,16 +266,21 @@ def _on_worker(unit, memory, args):
     import numba
 
     numba.set_num_threads(1)
-    with budget.budget(memory):
-        return unit(*args)
+    _in_task.active = True
+    try:
+        with budget.budget(memory):
+            return unit(*args)
+    finally:
+        _in_task.active = False
 
 
-def map_ordered(unit, arg_list, *, weights=None, progress=None, total=None):
+def map_ordered(unit, arg_list, *, weights=None, progress=None, total=None, workers=None):
     """Yield ``unit(*args)`` for each args of ``arg_list``, run as tasks on the
     current cluster, **in the order of arg_list** (results that complete early
     wait). ``progress(done, total)`` is called as tasks complete, ``done`` the
-    sum of their ``weights`` (default 1 each). A failing task raises its error
-    here and the remaining tasks are cancelled."""
+    sum of their ``weights`` (default 1 each). ``workers``: per task, the
+    address of the worker it should run on (another one if that one is gone).
+    A failing task raises its error here and the remaining tasks are cancelled."""
     from distributed import as_completed
 
     client = current()
@@ -275,8 +288,10 @@ def map_ordered(unit, arg_list, *, weights=None, progress=None, total=None):
     weights = [1] * len(arg_list) if weights is None else list(weights)
     total = sum(weights) if total is None else total
     memory = budget.get_budget()
-    futures = [client.submit(_on_worker, unit, memory, args, pure=False, priority=len(arg_list) - i)
-               for i, args in enumerate(arg_list)]
+    where = [{} if workers is None else dict(workers=[workers[i]], allow_other_workers=True)
+             for i in range(len(arg_list))]
+    futures = [client.submit(_on_worker, unit, memory, args, pure=False, priority=len(arg_list) - i,
+                             **where[i]) for i, args in enumerate(arg_list)]
     position = {future.key: i for i, future in enumerate(futures)}
     ready, next_i, done = {}, 0, 0
     try:
@@ -446,6 +461,88 @@ def boxes_fits(model, keys):
     token = uuid.uuid4().hex
     return list(map_ordered(_boxes_fit_unit, [(token, model_src, int(t), float(q), int(seed))
                                               for t, q, seed in keys]))
+
+
+# ---------------------------------------------------------------- k-means
+
+
+_kmeans_lock = threading.Lock()
+
+
+def _kmeans_unit(token, src, start, stop, step, labels):
+    from . import kmeans as _km
+
+    from distributed import get_worker
+
+    X = open_source(src)
+    states = worker_state(("kmeans", token), dict)
+    with _kmeans_lock:  # the range states are shared by the worker's task threads
+        return get_worker().address, _km.assign_range(X, start, stop, step, states, labels)
+
+
+class KMeansPasses:
+    """The assignment passes of one k-means fit as tasks: the rows are cut
+    into one range of whole chunks per worker, and each range's task goes to
+    the worker that ran its last one, which keeps the range's bounds between
+    iterations (``kmeans.assign_range``). This process keeps the labels: a
+    range whose worker is gone is sent, with its labels, to another one, and
+    gives the same labels. Sums of relabelled uint8 rows are exact integers, so
+    adding the ranges' sums in range order gives the in-process bits."""
+
+    def __init__(self, X, chunk_rows: int):
+        self.client = current()
+        self._scattered = {}
+        self.src = source_of(X, self.client, self._scattered)
+        addresses = sorted(self.client.scheduler_info().get("workers", {})) or [None]
+        n = int(X.shape[0])
+        chunks = -(-n // int(chunk_rows))
+        cuts = [min(n, int(c) * int(chunk_rows))
+                for c in np.linspace(0, chunks, min(len(addresses), chunks) + 1).round()]
+        self.ranges = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if a < b]
+        self.pins = [addresses[i % len(addresses)] for i in range(len(self.ranges))]
+        self.token = uuid.uuid4().hex
+
+    def assign(self, step, labels, dist, totals):
+        """One assignment: ``labels`` (and, l1, ``dist``) updated in place, the
+        uint8 sum changes added into ``totals``; returns (n_changed, n_refined, n_scores)."""
+        from .kmeans import STATE_LOST
+
+        args = [(self.token, self.src, a, b, step, None) for a, b in self.ranges]
+        results = self._run(list(range(len(args))), args)
+        lost = [i for i, r in enumerate(results) if isinstance(r, str) and r == STATE_LOST]
+        if lost:
+            again = [(self.token, self.src, *self.ranges[i], step,
+                      self.client.scatter(np.array(labels[slice(*self.ranges[i])]), hash=False,
+                                          broadcast=True)) for i in lost]
+            for i, result in zip(lost, self._run(lost, again)):
+                results[i] = result
+        counts = np.zeros(3, np.int64)
+        for (a, b), result in zip(self.ranges, results):
+            labels[result["rows"]] = result["labels"]
+            if result["dist"] is not None:
+                dist[a:b] = result["dist"]
+            if result["totals"] is not None:
+                for total, part in zip(totals, result["totals"]):
+                    total += part
+            counts += result["counts"]
+        return tuple(int(c) for c in counts)
+
+    def _run(self, which, args):
+        """The tasks of the ranges ``which``; a range's next task goes to the
+        worker its last one ran on (where its state now is)."""
+        pins = None if self.pins[0] is None else [self.pins[i] for i in which]
+        results = []
+        for i, (address, result) in zip(which, map_ordered(_kmeans_unit, args, workers=pins)):
+            self.pins[i] = address
+            results.append(result)
+        return results
+
+    def close(self):
+        """Free the workers' range states."""
+        try:
+            self.client.run(drop_worker_state, ("kmeans", self.token))
+        except Exception:  # a worker gone or a client closing: its memory goes with it
+            pass
 
 
 # ---------------------------------------------------------------- balls

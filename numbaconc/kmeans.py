@@ -11,6 +11,10 @@ view in memory when it fits ``ROWS_SHARE`` of the budget; otherwise every
 pass reads it in blocks of whole chunks. The per-row lower bounds (n x T
 float64) go to a scratch memmap past ``BOUNDS_SHARE``. Chunk layout and
 merge order do not depend on either, so the result is the same bits.
+
+On a dask cluster (``numbaconc.cluster``) each assignment pass runs as one
+task per row range, the workers keeping their ranges' bounds between
+iterations (``assign_range``); this process keeps the labels.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import budget
+from . import budget, cluster
 from .datasets import RowView
 from .errors import NumbaconcError
 from .kernels import kmeans as _k
@@ -224,22 +228,6 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     C = _initial_centers(X, n_clusters, init, metric, rng)
 
     batch = _stream_rows(X, chunk_rows)  # whole chunks: the chunk layout of any batch size
-    in_memory = budget.fits(n * (n_clusters + 7) * 8, BOUNDS_SHARE)
-
-    def per_row(shape, dtype=np.float64, fill=0):
-        shape = tuple(np.atleast_1d(shape))
-        if in_memory:
-            return np.full(shape, fill, dtype)
-        out = scratch_array(shape, dtype, 0.0, zero=True)
-        if fill:
-            out[:] = fill
-        return out
-
-    xnorm2 = per_row(n)
-    xnorm1 = per_row(n)
-    for a in range(0, n, batch):
-        b = min(n, a + batch)
-        _k.row_norms(_block(X, a, b), xnorm2[a:b], xnorm1[a:b])
     # Proven bounds on |float32 score - float64 defining distance| (see kernels).
     u32, u64 = 2.0 ** -24, 2.0 ** -53
     if metric == "l2":
@@ -253,19 +241,19 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     # float rows: sums are recomputed every iteration (same bits as a fresh sum).
     track = X.dtype == np.uint8
     sum_dtype = np.int64 if track else np.float64
-    n_batch_chunks = min(_BATCH_CHUNKS, -(-n // chunk_rows))
-    dsums = np.empty((n_batch_chunks, n_clusters, d), sum_dtype)
-    dcounts = np.empty((n_batch_chunks, n_clusters), np.int64)
-    dq = np.zeros((n_batch_chunks, n_clusters))  # l1 never writes it: keep it finite
-    stats = np.empty((n_batch_chunks, 3), np.int64)
-
-    labels = per_row(n, np.int64, -1)
-    upper = per_row(n)
-    lower = per_row((n, n_clusters))
-    lmin = per_row(n)
-    stamp = per_row(n, np.int64)
+    # On a cluster the workers keep the bounds of their row ranges between
+    # iterations; this process keeps the labels (and l1 distances) only.
+    passes = cluster.KMeansPasses(X, chunk_rows) if cluster.current() is not None else None
+    if passes is None:
+        state = _row_state(X, 0, n, n_clusters, batch)
+        buffers = _Buffers(n_clusters, d, track, min(_BATCH_CHUNKS, -(-n // chunk_rows)))
+        labels, dist, xnorm2 = state.labels, state.dist, state.xnorm2
+    else:
+        in_memory = budget.fits(n * 24, BOUNDS_SHARE)
+        labels = _per_row(n, in_memory, np.int64, -1)
+        dist = _per_row(n, in_memory)
+        xnorm2 = None if track else _row_state(X, 0, n, 0, batch, norms_only=True).xnorm2
     cum = np.zeros((max_iter + 2, n_clusters))  # cumulative centre moves (l2 bounds)
-    dist = per_row(n)
     move = np.zeros(n_clusters)
     half_sep = np.zeros(n_clusters)
     total_sums = np.zeros((n_clusters, d), sum_dtype)
@@ -274,55 +262,192 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     history = []
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
-        t0 = time.perf_counter()
-        C32 = C.astype(np.float32)
-        cnorm2 = np.einsum("ij,ij->i", C, C)
-        cnorm1 = np.abs(C).sum(axis=1)
-        n_changed = n_refined = n_scored = 0
-        for a in range(0, n, batch):
-            b = min(n, a + batch)
-            nch = -(-(b - a) // chunk_rows)
-            block = _block(X, a, b)
-            if metric == "l2":
-                _k.lloyd_assign_l2(block, C, C32, cnorm2, xnorm2[a:b], tol32, tol64, cum, it,
-                                   half_sep, chunk_rows, labels[a:b], upper[a:b], lower[a:b],
-                                   lmin[a:b], stamp[a:b], track, dsums, dcounts, dq, stats)
+    try:
+        for it in range(1, max_iter + 1):
+            t0 = time.perf_counter()
+            step = Step(metric=metric, it=it, C=C, C32=C.astype(np.float32),
+                        cnorm2=np.einsum("ij,ij->i", C, C), cnorm1=np.abs(C).sum(axis=1),
+                        cum=cum, move=move, half_sep=half_sep, tol32=tol32, tol64=tol64,
+                        chunk_rows=chunk_rows, track=track)
+            if passes is None:
+                counts = _assign(X, 0, n, batch, state, step, buffers,
+                                 (total_sums, total_counts, total_q))
             else:
-                _k.lloyd_assign_l1(block, C, C32, cnorm1, xnorm1[a:b], tol32, tol64, move,
-                                   half_sep, chunk_rows, labels[a:b], upper[a:b], lower[a:b],
-                                   track, dsums, dcounts, dist[a:b], stats)
-            if track:
-                _k.merge_chunk_sums(dsums, dcounts, dq, nch, total_sums, total_counts, total_q)
-            n_changed += int(stats[:nch, 0].sum())
-            n_refined += int(stats[:nch, 1].sum())
-            n_scored += int(stats[:nch, 2].sum())
-        if not track:
-            total_sums, total_counts, total_q = _fresh_sums(X, labels, xnorm2, n_clusters,
-                                                            chunk_rows, batch)
-        if metric == "l2":
-            # sum_i |x_i - c_j|^2 = sum |x_i|^2 - 2 c_j . S_j + n_j |c_j|^2, per cluster
-            inertia = float(np.sum(total_q - 2.0 * np.einsum("ij,ij->i", C, total_sums)
-                                   + total_counts * cnorm2))
-        else:
-            inertia = float(np.sum(dist))
-        empty_ids = np.flatnonzero(total_counts == 0)
-        history.append(dict(iteration=it, n_changed=n_changed, inertia=inertia,
-                            n_empty=int(empty_ids.size), n_refined=n_refined,
-                            n_scores=n_scored, seconds=time.perf_counter() - t0))
-        if it > 1 and n_changed == 0:
-            converged = True
-            break
-        if empty_ids.size and empty == "farthest" and metric == "l2":
-            for a in range(0, n, batch):
-                b = min(n, a + batch)
-                _k.assigned_dist(_block(X, a, b), C, labels[a:b], False, dist[a:b])
-        new = _update(X, C, total_sums, total_counts, empty_ids, empty, dist)
-        move, half_sep = _motion(C, new, metric)
-        cum[it + 1] = cum[it] + move
-        C = new
+                counts = passes.assign(step, labels, dist, (total_sums, total_counts, total_q))
+            n_changed, n_refined, n_scored = counts
+            if not track:
+                total_sums, total_counts, total_q = _fresh_sums(X, labels, xnorm2, n_clusters,
+                                                                chunk_rows, batch)
+            if metric == "l2":
+                # sum_i |x_i - c_j|^2 = sum |x_i|^2 - 2 c_j . S_j + n_j |c_j|^2, per cluster
+                inertia = float(np.sum(total_q - 2.0 * np.einsum("ij,ij->i", C, total_sums)
+                                       + total_counts * step.cnorm2))
+            else:
+                inertia = float(np.sum(dist))
+            empty_ids = np.flatnonzero(total_counts == 0)
+            history.append(dict(iteration=it, n_changed=n_changed, inertia=inertia,
+                                n_empty=int(empty_ids.size), n_refined=n_refined,
+                                n_scores=n_scored, seconds=time.perf_counter() - t0))
+            if it > 1 and n_changed == 0:
+                converged = True
+                break
+            if empty_ids.size and empty == "farthest" and metric == "l2":
+                for a in range(0, n, batch):
+                    b = min(n, a + batch)
+                    _k.assigned_dist(_block(X, a, b), C, labels[a:b], False, dist[a:b])
+            new = _update(X, C, total_sums, total_counts, empty_ids, empty, dist)
+            move, half_sep = _motion(C, new, metric)
+            cum[it + 1] = cum[it] + move
+            C = new
+    finally:
+        if passes is not None:
+            passes.close()
     return KMeansResult(centers=C, labels=labels, n_iter=it, converged=converged,
                         inertia=history[-1]["inertia"], history=history)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one assignment needs besides the rows and their state."""
+
+    metric: str
+    it: int                  # iteration, from 1
+    C: np.ndarray            # (T, d) float64 centres, and their float32 copy
+    C32: np.ndarray
+    cnorm2: np.ndarray
+    cnorm1: np.ndarray
+    cum: np.ndarray          # cumulative centre moves before each iteration (l2 bounds)
+    move: np.ndarray         # last move of each centre (l1 bounds)
+    half_sep: np.ndarray
+    tol32: float
+    tol64: float
+    chunk_rows: int
+    track: bool              # uint8 rows: exact sums of the relabelled rows
+
+
+@dataclass
+class _RowState:
+    """Per-row state of the rows [start, stop) between iterations (index 0 is row start)."""
+
+    labels: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray        # (rows, T)
+    lmin: np.ndarray
+    stamp: np.ndarray
+    dist: np.ndarray         # l1: each row's distance to its centre (the inertia)
+    xnorm2: np.ndarray
+    xnorm1: np.ndarray
+    version: int = 0         # the iteration whose assignment the state holds
+
+
+def _per_row(shape, in_memory: bool, dtype=np.float64, fill=0):
+    shape = tuple(np.atleast_1d(shape))
+    if in_memory:
+        return np.full(shape, fill, dtype)
+    out = scratch_array(shape, dtype, 0.0, zero=True)
+    if fill:
+        out[:] = fill
+    return out
+
+
+def _row_state(X, start, stop, n_clusters, batch, norms_only=False) -> _RowState:
+    """Fresh state of rows [start, stop): no labels yet, the row norms computed.
+    In memory within ``BOUNDS_SHARE`` of the budget, else scratch memmaps."""
+    m = stop - start
+    in_memory = budget.fits(m * (n_clusters + 7) * 8, BOUNDS_SHARE)
+    xnorm2, xnorm1 = _per_row(m, in_memory), _per_row(m, in_memory)
+    for a in range(start, stop, batch):
+        b = min(stop, a + batch)
+        _k.row_norms(_block(X, a, b), xnorm2[a - start:b - start], xnorm1[a - start:b - start])
+    if norms_only:
+        return _RowState(None, None, None, None, None, None, xnorm2, xnorm1)
+    return _RowState(labels=_per_row(m, in_memory, np.int64, -1), upper=_per_row(m, in_memory),
+                     lower=_per_row((m, n_clusters), in_memory), lmin=_per_row(m, in_memory),
+                     stamp=_per_row(m, in_memory, np.int64), dist=_per_row(m, in_memory),
+                     xnorm2=xnorm2, xnorm1=xnorm1)
+
+
+class _Buffers:
+    """The chunk-local buffers of one kernel call (made once per fit: a worker
+    under dask's malloc settings would otherwise fault them in every call)."""
+
+    def __init__(self, n_clusters, d, track, n_chunks):
+        self.dsums = np.empty((n_chunks, n_clusters, d), np.int64 if track else np.float64)
+        self.dcounts = np.empty((n_chunks, n_clusters), np.int64)
+        self.dq = np.zeros((n_chunks, n_clusters))  # l1 never writes it: keep it finite
+        self.stats = np.empty((n_chunks, 3), np.int64)
+
+
+def _assign(X, start, stop, batch, state, step, buffers, totals, changed=None):
+    """One assignment of the rows [start, stop) (``start`` on a chunk boundary),
+    their labels and bounds updated in ``state``. With ``step.track`` the sums
+    of the relabelled rows are added into ``totals`` = (sums, counts, q): exact
+    integers, so any split into ranges adds up to the same. ``changed``: a list
+    that receives, per block, the relabelled rows (global indices).
+    Returns (n_changed, n_refined, n_scores)."""
+    s, b_ = state, buffers
+    n_changed = n_refined = n_scored = 0
+    for a in range(start, stop, batch):
+        b = min(stop, a + batch)
+        i, j = a - start, b - start
+        nch = -(-(b - a) // step.chunk_rows)
+        block = _block(X, a, b)
+        before = None if changed is None else np.array(s.labels[i:j])
+        if step.metric == "l2":
+            _k.lloyd_assign_l2(block, step.C, step.C32, step.cnorm2, s.xnorm2[i:j], step.tol32,
+                               step.tol64, step.cum, step.it, step.half_sep, step.chunk_rows,
+                               s.labels[i:j], s.upper[i:j], s.lower[i:j], s.lmin[i:j],
+                               s.stamp[i:j], step.track, b_.dsums, b_.dcounts, b_.dq, b_.stats)
+        else:
+            _k.lloyd_assign_l1(block, step.C, step.C32, step.cnorm1, s.xnorm1[i:j], step.tol32,
+                               step.tol64, step.move, step.half_sep, step.chunk_rows,
+                               s.labels[i:j], s.upper[i:j], s.lower[i:j], step.track,
+                               b_.dsums, b_.dcounts, s.dist[i:j], b_.stats)
+        if step.track:
+            _k.merge_chunk_sums(b_.dsums, b_.dcounts, b_.dq, nch, *totals)
+        if changed is not None:
+            changed.append(a + np.flatnonzero(s.labels[i:j] != before))
+        n_changed += int(b_.stats[:nch, 0].sum())
+        n_refined += int(b_.stats[:nch, 1].sum())
+        n_scored += int(b_.stats[:nch, 2].sum())
+    return n_changed, n_refined, n_scored
+
+
+STATE_LOST = "state lost"
+
+
+def assign_range(X, start, stop, step: Step, states: dict, labels=None):
+    """One assignment of rows [start, stop) on a cluster worker, which keeps
+    their state in ``states`` (by ``start``) between iterations. A worker
+    without the state of the previous iteration (a new worker, a retried task)
+    returns ``STATE_LOST`` unless the range's ``labels`` are given: it then
+    starts from them with no bounds (every centre scored), which gives the
+    same labels. Returns the relabelled rows and their labels, the range's
+    sum changes (uint8 rows), the counts and (l1) every row's distance."""
+    n_clusters, d = step.C.shape
+    entry = states.get(start)
+    if entry is None or entry[0].version != step.it - 1:
+        if step.it > 1 and labels is None:
+            return STATE_LOST
+        batch = _stream_rows(X, step.chunk_rows)
+        entry = (_row_state(X, start, stop, n_clusters, batch),
+                 _Buffers(n_clusters, d, step.track, min(_BATCH_CHUNKS, -(-(stop - start) // step.chunk_rows))),
+                 batch)
+        if labels is not None:
+            entry[0].labels[:] = labels
+            entry[0].upper[:] = np.inf  # lower = 0: no centre ruled out
+        states[start] = entry
+    state, buffers, batch = entry
+    totals = (np.zeros((n_clusters, d), buffers.dsums.dtype), np.zeros(n_clusters, np.int64),
+              np.zeros(n_clusters))
+    changed = []
+    state.version = -1  # a task that fails inside the kernel leaves no usable state
+    counts = _assign(X, start, stop, batch, state, step, buffers, totals, changed)
+    state.version = step.it
+    rows = np.concatenate(changed)
+    return dict(rows=rows, labels=np.array(state.labels[rows - start]),
+                totals=totals if step.track else None, counts=counts,
+                dist=np.array(state.dist) if step.metric == "l1" else None)
 
 
 def _fresh_sums(X, labels, xnorm2, n_clusters, chunk_rows, batch):

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_tiny_images
-from numbaconc import cluster, datasets
+from numbaconc import budget, cluster, datasets
 from numbaconc.errors import NumbaconcError
 from numbaconc.halfspace import fit_halfspace_curve, principal_components
 from numbaconc.neighbours import cached_knn, knn
@@ -293,6 +293,153 @@ def test_balls_fit_identical_on_ties_extremes_and_sampled_candidates(client, sam
     _same_balls(ref, got)
 
 
+# ---------------------------------------------------------------- k-means
+
+
+def _same_kmeans(ref, got):
+    assert np.array_equal(ref.labels, got.labels) and np.array_equal(ref.centers, got.centers)
+    assert (ref.n_iter, ref.converged, ref.inertia) == (got.n_iter, got.converged, got.inertia)
+    plain = [[{k: v for k, v in h.items() if k != "seconds"} for h in r.history] for r in (ref, got)]
+    assert plain[0] == plain[1]
+
+
+def _kmeans_rows(tmp_path, source, dtype):
+    """Duplicates, all-0 / all-255 rows and two far blobs, as an array, a
+    RowView over a read-only memmap or over a chunked, compressed HDF5 dataset."""
+    x = _images(2600, 20, 31)
+    x[100:400] = x[99]
+    if dtype == np.float32:
+        x = (x / np.float32(255)).astype(np.float32)
+    rows = np.sort(np.random.default_rng(2).choice(len(x), 2300, replace=False))
+    if source == "array":
+        return x[rows]
+    if source == "memmap":
+        path = tmp_path / "x.bin"
+        x.tofile(path)
+        return datasets.RowView(np.memmap(path, dtype=x.dtype, mode="r", shape=x.shape), rows)
+    f = h5py.File(tmp_path / "x.h5", "w")
+    f.create_dataset("x", data=x, chunks=(37, x.shape[1]), compression="gzip")
+    f.close()
+    return datasets.RowView(h5py.File(tmp_path / "x.h5", "r")["x"], rows)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("source", ["array", "memmap", "h5"])
+def test_kmeans_fit_identical(client, tmp_path, metric, dtype, source):
+    """One fit's assignment passes as tasks, the bounds kept on the workers:
+    labels, centres, inertia and every iteration's counts are the in-process ones."""
+    from numbaconc.kmeans import kmeans
+
+    X = _kmeans_rows(tmp_path, source, dtype)
+    for init in ("random", "k-means++"):
+        ref = kmeans(X, 17, metric=metric, init=init, random_state=5, chunk_rows=128)
+        assert ref.n_iter > 3
+        with cluster.use(client):
+            got = kmeans(X, 17, metric=metric, init=init, random_state=5, chunk_rows=128)
+        _same_kmeans(ref, got)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+@pytest.mark.parametrize("empty", ["keep", "farthest"])
+def test_kmeans_empty_clusters_identical(client, metric, empty):
+    from numbaconc.kmeans import kmeans
+
+    X = _images(1500, 6, 32)
+    C0 = np.vstack([X[0], X[0], X[50], np.full(6, 1000.0), np.full(6, -900.0)]).astype(np.float64)
+    ref = kmeans(X, 5, metric=metric, init=C0, empty=empty, chunk_rows=64)
+    assert ref.history[0]["n_empty"] >= 2
+    with cluster.use(client):
+        got = kmeans(X, 5, metric=metric, init=C0, empty=empty, chunk_rows=64)
+    _same_kmeans(ref, got)
+
+
+def _stream_kmeans_on_this_worker(on: bool):
+    """Past every budget share: range bounds in scratch memmaps, rows read a
+    chunk per block; counts the scratch arrays made (run on each worker)."""
+    import numbaconc.kmeans as km
+    from numbaconc.neighbours import scratch_array
+
+    if not on:
+        km.BOUNDS_SHARE, km._STREAM_SHARE, km.scratch_array = km._saved
+        return km._scratch_made
+    km._saved, km._scratch_made = (km.BOUNDS_SHARE, km._STREAM_SHARE, km.scratch_array), 0
+
+    def counted(*args, **kwargs):
+        km._scratch_made += 1
+        return scratch_array(*args, **kwargs)
+
+    km.BOUNDS_SHARE, km._STREAM_SHARE, km.scratch_array = 0.0, 1e-12, counted
+    return 0
+
+
+def test_kmeans_with_the_workers_bounds_in_scratch_memmaps_identical(client, tmp_path):
+    from numbaconc.kmeans import kmeans
+
+    X = _kmeans_rows(tmp_path, "h5", np.uint8)
+    ref = kmeans(X, 17, metric="l2", random_state=5, chunk_rows=128)
+    client.run(_stream_kmeans_on_this_worker, True)
+    try:
+        with cluster.use(client):
+            got = kmeans(X, 17, metric="l2", random_state=5, chunk_rows=128)
+    finally:
+        made = client.run(_stream_kmeans_on_this_worker, False)
+    assert all(count >= 6 for count in made.values()), made  # each worker's range state
+    _same_kmeans(ref, got)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_kmeans_ranges_whose_worker_lost_their_state_give_the_same_fit(client, monkeypatch, metric):
+    """A worker without a range's bounds (a replacement worker, a retried
+    task) is sent the range's labels and scores every centre: same fit."""
+    from numbaconc.kmeans import kmeans
+
+    X = _images(2500, 16, 33)
+    ref = kmeans(X, 12, metric=metric, random_state=1, chunk_rows=256)
+    assign, with_labels = cluster.KMeansPasses.assign, []
+    map_ordered = cluster.map_ordered
+
+    def dropping_assign(self, step, *args):
+        if step.it in (3, 5):  # every worker forgets, twice
+            self.client.run(cluster.drop_worker_state, ("kmeans", self.token))
+        return assign(self, step, *args)
+
+    def spying_map(unit, arg_list, **kw):
+        arg_list = list(arg_list)
+        with_labels.extend(args[-1] is not None for args in arg_list if unit is cluster._kmeans_unit)
+        return map_ordered(unit, arg_list, **kw)
+
+    monkeypatch.setattr(cluster.KMeansPasses, "assign", dropping_assign)
+    monkeypatch.setattr(cluster, "map_ordered", spying_map)
+    with cluster.use(client):
+        got = kmeans(X, 12, metric=metric, random_state=1, chunk_rows=256)
+    assert ref.n_iter > 5 and sum(with_labels) == 4  # two ranges resent, twice
+    assert np.array_equal(ref.labels, got.labels) and np.array_equal(ref.centers, got.centers)
+    assert (ref.n_iter, ref.inertia) == (got.n_iter, got.inertia)
+    assert [h["n_changed"] for h in ref.history] == [h["n_changed"] for h in got.history]
+
+
+def _kmeans_labels_in_a_task(X):
+    from numbaconc.kmeans import kmeans
+
+    return kmeans(X, 6, metric="l1", random_state=0).labels
+
+
+def test_a_stage_inside_a_task_of_a_threaded_cluster_runs_in_that_task():
+    """On an in-process (threaded) cluster the workers share this module's
+    setting: a k-means inside a task must not wait on tasks of its own (one
+    worker thread: it would never finish)."""
+    X = _images(600, 8, 35)
+    ref = _kmeans_labels_in_a_task(X)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as local, distributed.Client(local) as c:
+        with cluster.use(c):  # a task as map_ordered runs it; a deadlock fails after 120 s
+            task = c.submit(cluster._on_worker, _kmeans_labels_in_a_task, budget.get_budget(), (X,),
+                            pure=False)
+            got = task.result(timeout=120)
+    assert np.array_equal(ref, got)
+
+
 # ---------------------------------------------------------------- evaluate
 
 
@@ -410,41 +557,67 @@ def test_a_worker_killed_mid_run_is_retried_with_the_same_result(client, monkeyp
     assert killed[0][0] not in client.scheduler_info()["workers"]
 
 
-def test_a_worker_killed_mid_balls_fit_gives_the_same_fit(client, monkeypatch):
-    """The balls fit's tasks are pure too: a worker killed while one of them
-    runs (the fit's per-worker state is rebuilt on the replacement)."""
-    import threading
-
-    from numbaconc import balls
-
-    deadline = time.time() + 60  # the previous test's replacement worker
+def _wait_for_two_workers(client):
+    deadline = time.time() + 60  # a killed worker's replacement, started by its nanny
     while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
         time.sleep(0.2)
-    x, _ = make_tiny_images(2500, seed=23)
-    monkeypatch.setattr(balls, "_FIRST_BATCH", 4)
-    ref = balls.fit_balls(x, 0.05, 30.0, 8, n_neighbors=20)
+
+
+def _fit_while_killing_a_busy_worker(client, fit, delay=0.0):
+    """``fit()`` on the cluster while a thread SIGKILLs the first worker seen
+    running a task (after ``delay`` s); returns (result, [killed address])."""
+    import threading
+
     pids = client.run(os.getpid)
     killed, stop = [], threading.Event()
 
     def kill_a_busy_worker():
+        time.sleep(delay)
         while not stop.is_set():
             busy = [addr for addr, keys in client.processing().items() if keys and addr in pids]
             if busy:
                 os.kill(pids[busy[0]], signal.SIGKILL)
                 killed.append(busy[0])
                 return
-            time.sleep(0.005)
+            time.sleep(0.002)
 
     killer = threading.Thread(target=kill_a_busy_worker)
     with cluster.use(client):
         killer.start()
         try:
-            got = balls.fit_balls(x, 0.05, 30.0, 8, n_neighbors=20)
+            got = fit()
         finally:
             stop.set()
             killer.join()
     assert killed, "no task was running while the fit ran: the test would prove nothing"
+    return got, killed
+
+
+def test_a_worker_killed_mid_balls_fit_gives_the_same_fit(client, monkeypatch):
+    """The balls fit's tasks are pure too: a worker killed while one of them
+    runs (the fit's per-worker state is rebuilt on the replacement)."""
+    from numbaconc import balls
+
+    _wait_for_two_workers(client)  # the previous test's replacement worker
+    x, _ = make_tiny_images(2500, seed=23)
+    monkeypatch.setattr(balls, "_FIRST_BATCH", 4)
+    ref = balls.fit_balls(x, 0.05, 30.0, 8, n_neighbors=20)
+    got, _ = _fit_while_killing_a_busy_worker(
+        client, lambda: balls.fit_balls(x, 0.05, 30.0, 8, n_neighbors=20))
     _same_balls(ref, got)
-    deadline = time.time() + 60
-    while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
-        time.sleep(0.2)
+    _wait_for_two_workers(client)
+
+
+def test_a_worker_killed_mid_kmeans_fit_gives_the_same_fit(client):
+    """A range's worker killed while it assigns: its task runs again on the
+    other worker, which starts the range from the client's labels."""
+    from numbaconc.kmeans import kmeans
+
+    _wait_for_two_workers(client)
+    X = _images(40000, 48, 34)
+    ref = kmeans(X, 40, metric="l1", random_state=2, max_iter=12)
+    got, _ = _fit_while_killing_a_busy_worker(
+        client, lambda: kmeans(X, 40, metric="l1", random_state=2, max_iter=12), delay=0.5)
+    assert np.array_equal(ref.labels, got.labels) and np.array_equal(ref.centers, got.centers)
+    assert (ref.n_iter, ref.inertia) == (got.n_iter, got.inertia)
+    _wait_for_two_workers(client)
