@@ -216,6 +216,7 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     ``BOUNDS_SHARE`` of the budget, so ``labels`` may be one), the chunk sums
     16 x n_clusters x n_features.
     """
+    given = X  # a memmap as given: cluster workers map its file instead of receiving a copy
     X = check_rows(X)
     n, d = X.shape
     n_clusters = check_int(n_clusters, "n_clusters", low=1, high=n)
@@ -243,7 +244,7 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
     sum_dtype = np.int64 if track else np.float64
     # On a cluster the workers keep the bounds of their row ranges between
     # iterations; this process keeps the labels (and l1 distances) only.
-    passes = cluster.KMeansPasses(X, chunk_rows) if cluster.current() is not None else None
+    passes = cluster.KMeansPasses(given, chunk_rows) if cluster.current() is not None else None
     if passes is None:
         state = _row_state(X, 0, n, n_clusters, batch)
         buffers = _Buffers(n_clusters, d, track, min(_BATCH_CHUNKS, -(-n // chunk_rows)))

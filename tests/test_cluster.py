@@ -313,6 +313,10 @@ def _kmeans_rows(tmp_path, source, dtype):
     rows = np.sort(np.random.default_rng(2).choice(len(x), 2300, replace=False))
     if source == "array":
         return x[rows]
+    if source == "file":
+        path = tmp_path / "rows.bin"
+        x[rows].tofile(path)
+        return np.memmap(path, dtype=x.dtype, mode="r", shape=(len(rows), x.shape[1]))
     if source == "memmap":
         path = tmp_path / "x.bin"
         x.tofile(path)
@@ -325,13 +329,19 @@ def _kmeans_rows(tmp_path, source, dtype):
 
 @pytest.mark.parametrize("metric", ["l1", "l2"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-@pytest.mark.parametrize("source", ["array", "memmap", "h5"])
-def test_kmeans_fit_identical(client, tmp_path, metric, dtype, source):
+@pytest.mark.parametrize("source", ["array", "file", "memmap", "h5"])
+def test_kmeans_fit_identical(client, tmp_path, monkeypatch, metric, dtype, source):
     """One fit's assignment passes as tasks, the bounds kept on the workers:
-    labels, centres, inertia and every iteration's counts are the in-process ones."""
+    labels, centres, inertia and every iteration's counts are the in-process
+    ones. A read-only memmap goes to the workers as its file, never as a copy."""
     from numbaconc.kmeans import kmeans
 
     X = _kmeans_rows(tmp_path, source, dtype)
+    if source == "file":
+        def no_copies(array, *args):
+            raise AssertionError(f"a {array.shape} array was scattered")
+
+        monkeypatch.setattr(cluster, "_scatter", no_copies)
     for init in ("random", "k-means++"):
         ref = kmeans(X, 17, metric=metric, init=init, random_state=5, chunk_rows=128)
         assert ref.n_iter > 3
