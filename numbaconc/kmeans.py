@@ -431,9 +431,9 @@ def assign_range(X, start, stop, step: Step, states: dict, labels=None):
         if step.it > 1 and labels is None:
             return STATE_LOST
         batch = _stream_rows(X, step.chunk_rows)
+        n_chunks = min(_BATCH_CHUNKS, -(-(stop - start) // step.chunk_rows))
         entry = (_row_state(X, start, stop, n_clusters, batch),
-                 _Buffers(n_clusters, d, step.track, min(_BATCH_CHUNKS, -(-(stop - start) // step.chunk_rows))),
-                 batch)
+                 _Buffers(n_clusters, d, step.track, n_chunks), batch)
         if labels is not None:
             entry[0].labels[:] = labels
             entry[0].upper[:] = np.inf  # lower = 0: no centre ruled out
