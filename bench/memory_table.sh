@@ -22,8 +22,10 @@ cap=${CAP:-4G}
 mkdir -p "$out"
 fmnist=${FMNIST:-$out/fmnist.h5}
 cifar=${CIFAR:-$out/cifar10.h5}
-[ -f "$fmnist" ] || numbaconc data import fashion-mnist "$data/fashion-mnist" -o "$fmnist"
-[ -f "$cifar" ] || numbaconc data import cifar10 "$data/cifar-10/cifar10.npz" -o "$cifar"
+case " $* " in *" fmnist-"*) [ -f "$fmnist" ] ||
+    numbaconc data import fashion-mnist "$data/fashion-mnist" -o "$fmnist" ;; esac
+case " $* " in *" cifar-"*) [ -f "$cifar" ] ||
+    numbaconc data import cifar10 "$data/cifar-10/cifar10.npz" -o "$cifar" ;; esac
 
 run() {  # run ROW numbaconc-arguments...
     local row=$1
