@@ -126,6 +126,15 @@ def worker_env() -> dict:
     return {name: os.environ[name] for name in _WORKER_ENV if name in os.environ}
 
 
+def dask_settings():
+    """Dask settings for a cluster started here: no active memory manager, whose
+    ReduceReplicas policy would drop the copies of scattered inputs that every
+    worker keeps, so that a worker's death could lose the only copy."""
+    import dask
+
+    return dask.config.set({"distributed.scheduler.active-memory-manager.start": False})
+
+
 def _connect(spec):
     if not isinstance(spec, str):
         return spec, None
@@ -134,8 +143,9 @@ def _connect(spec):
     except ImportError:
         raise NumbaconcError("a scheduler needs dask.distributed: pip install 'numbaconc[dask]'") from None
     if spec.startswith("local:"):
-        local = distributed.LocalCluster(n_workers=int(spec[6:]), threads_per_worker=1, processes=True,
-                                         env=worker_env())
+        with dask_settings():
+            local = distributed.LocalCluster(n_workers=int(spec[6:]), threads_per_worker=1,
+                                             processes=True, env=worker_env())
         client = distributed.Client(local)
         owned = (client, local)
     else:
@@ -195,6 +205,7 @@ def _scatter(array, client, scattered: dict):
     key = id(array)
     if key not in scattered:
         # a copy on every worker: a worker that dies does not take the only copy with it
+        # (unless the cluster's active memory manager drops the copies: see dask_settings)
         future = client.scatter(array, hash=False, broadcast=True)
         scattered[key] = (array, ("array", future.key, future))  # the array: keeps id(array) unique
     return scattered[key][1]
@@ -297,6 +308,9 @@ def map_ordered(unit, arg_list, *, weights=None, progress=None, total=None, work
     try:
         # results come with the completions (no round trip per task to fetch each one)
         for future, result in as_completed(futures, with_results=True):  # a task's error is raised here
+            if future.status != "finished":  # cancelled: e.g. its scattered input was lost with a worker
+                raise NumbaconcError(f"a task was {future.status} on the cluster ({type(result).__name__}: "
+                                     f"{result}); rerun to resume from the caches")
             i = position[future.key]
             ready[i] = result
             done += weights[i]

@@ -28,8 +28,9 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", env=cluster.worker_env()) as local, \
+    with cluster.dask_settings(), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0", env=cluster.worker_env()) as local, \
             distributed.Client(local) as c:
         c.wait_for_workers(2)
         yield c
@@ -81,6 +82,14 @@ def test_bad_scheduler_spec_is_one_clear_error(spec):
     with pytest.raises(NumbaconcError, match="scheduler"):
         cluster.set_scheduler(spec)
     assert cluster.current() is None
+
+
+def test_clusters_started_here_keep_every_copy_of_scattered_inputs(client):
+    """The active memory manager would drop the copies that every worker keeps
+    of a scattered input, so that killing one worker could lose the only copy."""
+    assert not client.amm.running()
+    with cluster.use("local:1") as started:
+        assert not started.amm.running()
 
 
 def test_use_restores_the_previous_setting(client):
