@@ -484,9 +484,9 @@ _kmeans_lock = threading.Lock()
 
 
 def _kmeans_unit(token, src, start, stop, step, labels):
-    from . import kmeans as _km
-
     from distributed import get_worker
+
+    from . import kmeans as _km
 
     X = open_source(src)
     states = worker_state(("kmeans", token), dict)

@@ -250,10 +250,11 @@ def kmeans(X, n_clusters: int, *, metric: str = "l2", init="random", max_iter: i
         buffers = _Buffers(n_clusters, d, track, min(_BATCH_CHUNKS, -(-n // chunk_rows)))
         labels, dist, xnorm2 = state.labels, state.dist, state.xnorm2
     else:
-        in_memory = budget.fits(n * 24, BOUNDS_SHARE)
+        in_memory = budget.fits(n * 4 * 8, BOUNDS_SHARE)  # labels, dist and the two norms
         labels = _per_row(n, in_memory, np.int64, -1)
         dist = _per_row(n, in_memory)
-        xnorm2 = None if track else _row_state(X, 0, n, 0, batch, norms_only=True).xnorm2
+        # float rows: the client sums them every iteration (order matters), with their |x|^2
+        xnorm2 = None if track else _row_norms(X, 0, n, batch, in_memory)[0]
     cum = np.zeros((max_iter + 2, n_clusters))  # cumulative centre moves (l2 bounds)
     move = np.zeros(n_clusters)
     half_sep = np.zeros(n_clusters)
@@ -351,17 +352,22 @@ def _per_row(shape, in_memory: bool, dtype=np.float64, fill=0):
     return out
 
 
-def _row_state(X, start, stop, n_clusters, batch, norms_only=False) -> _RowState:
-    """Fresh state of rows [start, stop): no labels yet, the row norms computed.
-    In memory within ``BOUNDS_SHARE`` of the budget, else scratch memmaps."""
+def _row_norms(X, start, stop, batch, in_memory: bool):
+    """(|x|^2, |x|_1) of the rows [start, stop), in blocks of ``batch`` rows."""
     m = stop - start
-    in_memory = budget.fits(m * (n_clusters + 7) * 8, BOUNDS_SHARE)
     xnorm2, xnorm1 = _per_row(m, in_memory), _per_row(m, in_memory)
     for a in range(start, stop, batch):
         b = min(stop, a + batch)
         _k.row_norms(_block(X, a, b), xnorm2[a - start:b - start], xnorm1[a - start:b - start])
-    if norms_only:
-        return _RowState(None, None, None, None, None, None, xnorm2, xnorm1)
+    return xnorm2, xnorm1
+
+
+def _row_state(X, start, stop, n_clusters, batch) -> _RowState:
+    """Fresh state of rows [start, stop): no labels yet, the row norms computed.
+    In memory within ``BOUNDS_SHARE`` of the budget, else scratch memmaps."""
+    m = stop - start
+    in_memory = budget.fits(m * (n_clusters + 7) * 8, BOUNDS_SHARE)
+    xnorm2, xnorm1 = _row_norms(X, start, stop, batch, in_memory)
     return _RowState(labels=_per_row(m, in_memory, np.int64, -1), upper=_per_row(m, in_memory),
                      lower=_per_row((m, n_clusters), in_memory), lmin=_per_row(m, in_memory),
                      stamp=_per_row(m, in_memory, np.int64), dist=_per_row(m, in_memory),
