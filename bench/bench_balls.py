@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from _blas import set_coretype  # noqa: E402 (bench/ is on sys.path)
+from _load import load_line  # noqa: E402
 
 set_coretype()  # before numpy / faiss load OpenBLAS
 HERE = Path(__file__).resolve().parent
@@ -66,7 +67,7 @@ def machine() -> str:
             f"scikit-learn {sklearn.__version__}\n"
             f"- numba threads: {numba.get_num_threads()}; "
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}\n"
-            f"- load before: {os.getloadavg()}\n"
+            f"- load before: {load_line()}\n"
             f"- command: `{' '.join([Path(sys.executable).name] + sys.argv)}`")
 
 

@@ -51,6 +51,8 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from _load import load_line  # bench/ is on sys.path
+
 from numbaconc import __version__, cluster, datasets
 from numbaconc.balls import fit_balls
 from numbaconc.halfspace import fit_halfspace_curve
@@ -79,7 +81,7 @@ def machine() -> list[str]:
     return [f"- CPU: {model}, {os.cpu_count()} cores; Python {platform.python_version()}",
             f"- numbaconc {__version__}, numba {numba.__version__}, numpy {np.__version__}, "
             f"dask {dask.__version__}, distributed {distributed.__version__}; BLAS {'; '.join(blas)}",
-            f"- load before: {open('/proc/loadavg').read().strip()}"]
+            f"- load before: {load_line()}"]
 
 
 def subset_file(src: Path, rows: int, folder: Path) -> Path:

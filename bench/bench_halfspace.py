@@ -35,6 +35,8 @@ import sklearn
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from _load import load_line  # bench/ is on sys.path
+
 from numbaconc.datasets import open_dataset
 from numbaconc.halfspace import (
     DEFAULT_POWERS, _directions, _Projector, _quantile_rank, fit_halfspace, fit_halfspace_curve,
@@ -260,7 +262,7 @@ def main():
                  f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}` "
                  f"(run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", ""]
         lines += machine()
-        lines += [f"- BLAS and numba both at {numba.get_num_threads()} threads; load at start {load()}", ""]
+        lines += [f"- BLAS and numba both at {numba.get_num_threads()} threads; load at start: {load_line()}", ""]
         if not args.skip_figures:
             figures(ds, args.components, lines)
             validation(ds, args.components, lines)

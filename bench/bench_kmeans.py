@@ -30,16 +30,13 @@ import sys
 import time
 
 from _blas import set_coretype  # noqa: E402 (bench/ is on sys.path)
+from _load import load_line  # noqa: E402
 
 set_coretype()  # before numpy / faiss load OpenBLAS
 
 import numpy as np  # noqa: E402
 
 N_THREADS = 2
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def cpu_model() -> str:
@@ -94,7 +91,7 @@ def main():
     Xf = X.astype(np.float32)  # the peers' input format; not timed
     lines = []
     log = lines.append
-    load_before = uptime()
+    load_before = load_line()
 
     log(f"## k-means l2, MNIST train {n} x {d}, 30 iterations, {N_THREADS} threads\n")
     log("| T | method | median s | min s | max s | s / iteration | speed-up vs numbaconc |")
@@ -173,7 +170,7 @@ def main():
         med, lo, hi = summary(ts)
         log(f"| {name} | {med:.4f} | {lo:.4f} | {hi:.4f} | {n / med:,.0f} | {med / ours_med:.1f}x |")
 
-    load_after = uptime()
+    load_after = load_line()
     header = [
         "# numbaconc k-means and box coverage benchmark",
         "",

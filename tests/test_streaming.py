@@ -4,7 +4,6 @@ figures of the whole-array run, and stages run under a real cgroup cap
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
